@@ -1,0 +1,105 @@
+/* The test runner: the table of cases, one line per case, the closing summary, and the
+ * shutdown of the emulator. */
+#include "guest.h"
+
+/* Run in this order; later cases may rely on what earlier ones did to the hypervisor
+ * (e.g. the HELLO count), never on their result. */
+static const struct guest_test tests[] = {
+    { "boot_state",               t_boot_state },
+    { "e820_call",                t_e820_call },
+    { "e820_hides_hypervisor",    t_e820_hides_hypervisor },
+    { "hello_hypercall",          t_hello_hypercall },
+    { "unknown_hypercall",        t_unknown_hypercall },
+    { "hypervisor_write_blocked", t_hypervisor_write_blocked },
+    { "runtime_info",             t_runtime_info },
+    /* not part of the hypervisor contract: the guest's own fault machinery */
+    { "fault_recovery",           t_fault_recovery },
+};
+
+bool test_fail(struct test_result *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->msg, sizeof r->msg, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+bool test_pass(struct test_result *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->msg, sizeof r->msg, fmt, ap);
+    va_end(ap);
+    return true;
+}
+
+bool run_case(const struct guest_test *t, struct test_result *r)
+{
+    /* The enclosing case's abort state, put back afterwards. None of these locals
+     * changes after guest_setjmp(), so they are still valid after a longjmp. */
+    const struct jump_buf outer_jb = test_abort_jb;
+    char *const outer_msg = test_abort_msg;
+    const size_t outer_size = test_abort_msg_size;
+    const bool outer_running = test_running;
+    bool ok;
+
+    memset(r, 0, sizeof *r);
+    test_abort_msg = r->msg;
+    test_abort_msg_size = sizeof r->msg;
+    if (guest_setjmp(&test_abort_jb) == 0) {
+        test_running = true;
+        ok = t->run(r);
+    } else {
+        ok = false;     /* an unexpected exception; traps.c wrote r->msg */
+    }
+    test_running = outer_running;
+    test_abort_jb = outer_jb;
+    test_abort_msg = outer_msg;
+    test_abort_msg_size = outer_size;
+    return ok;
+}
+
+void guest_shutdown(void)
+{
+    static const char bochs_cmd[] = "Shutdown";
+
+    serial_flush();                     /* or the emulator may cut the last line */
+    for (const char *p = bochs_cmd; *p; p++)
+        outb(0x8900, (uint8_t)*p);      /* Bochs shutdown port */
+    outl(0xf4, 0x31);                   /* QEMU isa-debug-exit */
+    for (;;)
+        __asm__ volatile("cli; hlt");
+}
+
+void guest_main(void)
+{
+    unsigned passed = 0, failed = 0;
+
+    serial_init();
+    trap_init();
+    con_printf("\nguest: test guest started (entry %04x:%04x dl=0x%02x eflags=0x%x), "
+               "%zu cases\n", boot_entry_cs, boot_entry_ip, boot_entry_dl,
+               boot_entry_eflags, ARRAY_SIZE(tests));
+#ifdef GUEST_FAKE_HV
+    fakehv_install();
+    con_printf("guest: built with the FAKE hypervisor fakehv.c (self-test only)\n");
+#endif
+
+    for (size_t i = 0; i < ARRAY_SIZE(tests); i++) {
+        const struct guest_test *t = &tests[i];
+        struct test_result result;
+        bool ok = run_case(t, &result);
+        if (ok)
+            passed++;
+        else
+            failed++;
+        if (result.msg[0])
+            con_printf("guest: %s %s: %s\n", ok ? "PASS" : "FAIL", t->name, result.msg);
+        else
+            con_printf("guest: %s %s\n", ok ? "PASS" : "FAIL", t->name);
+    }
+
+    con_printf("guest: %u passed, %u failed\n", passed, failed);
+    guest_shutdown();
+}

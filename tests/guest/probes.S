@@ -1,0 +1,90 @@
+/* Instructions that a test expects may fault, each with a global label on the
+ * instruction itself (so a test can compare the reported RIP) and a recovery label
+ * where the trap handler resumes when a fault was expected (fault_expect()). The stack
+ * at the recovery label is the one at the faulting instruction. */
+    .text
+    .code64
+
+/* int hc_vmcall(struct hc_regs *r)
+ * Loads every general-purpose register but RSP from *r, executes VMCALL, stores them
+ * back to *r. Returns 0; or 1 from hc_vmcall_recover when VMCALL faulted (*r untouched). */
+    .globl hc_vmcall, hc_vmcall_insn, hc_vmcall_recover
+hc_vmcall:
+    pushq   %rbp
+    pushq   %rbx
+    pushq   %r12
+    pushq   %r13
+    pushq   %r14
+    pushq   %r15
+    pushq   %rdi                    /* the struct, for after the call */
+    movq    0(%rdi), %rax
+    movq    8(%rdi), %rbx
+    movq    16(%rdi), %rcx
+    movq    24(%rdi), %rdx
+    movq    32(%rdi), %rsi
+    movq    48(%rdi), %rbp
+    movq    56(%rdi), %r8
+    movq    64(%rdi), %r9
+    movq    72(%rdi), %r10
+    movq    80(%rdi), %r11
+    movq    88(%rdi), %r12
+    movq    96(%rdi), %r13
+    movq    104(%rdi), %r14
+    movq    112(%rdi), %r15
+    movq    40(%rdi), %rdi
+hc_vmcall_insn:
+    vmcall
+    pushq   %rdi                    /* RDI as the hypervisor left it */
+    movq    8(%rsp), %rdi
+    movq    %rax, 0(%rdi)
+    movq    %rbx, 8(%rdi)
+    movq    %rcx, 16(%rdi)
+    movq    %rdx, 24(%rdi)
+    movq    %rsi, 32(%rdi)
+    popq    %rax
+    movq    %rax, 40(%rdi)
+    movq    %rbp, 48(%rdi)
+    movq    %r8, 56(%rdi)
+    movq    %r9, 64(%rdi)
+    movq    %r10, 72(%rdi)
+    movq    %r11, 80(%rdi)
+    movq    %r12, 88(%rdi)
+    movq    %r13, 96(%rdi)
+    movq    %r14, 104(%rdi)
+    movq    %r15, 112(%rdi)
+    xorl    %eax, %eax
+    jmp     1f
+hc_vmcall_recover:
+    movl    $1, %eax
+1:  addq    $8, %rsp                /* the struct pointer */
+    popq    %r15
+    popq    %r14
+    popq    %r13
+    popq    %r12
+    popq    %rbx
+    popq    %rbp
+    ret
+
+/* void probe_write64(uint64_t addr, uint64_t val) */
+    .globl probe_write64, probe_write64_insn, probe_write64_recover
+probe_write64:
+probe_write64_insn:
+    movq    %rsi, (%rdi)
+probe_write64_recover:
+    ret
+
+/* uint64_t probe_read64(uint64_t addr) -- returns 0 when the read faulted */
+    .globl probe_read64, probe_read64_insn, probe_read64_recover
+probe_read64:
+    xorl    %eax, %eax
+probe_read64_insn:
+    movq    (%rdi), %rax
+probe_read64_recover:
+    ret
+
+/* void probe_ud2(void) -- raises #UD; used to check the runner's abort path */
+    .globl probe_ud2, probe_ud2_insn
+probe_ud2:
+probe_ud2_insn:
+    ud2
+    ret

@@ -1,0 +1,98 @@
+#!/bin/sh
+# Runs the test guest on Debian's Bochs 2.7 WITHOUT the hypervisor, as a check of the
+# guest's own machinery: mode switches, serial output, the IDT and fault recovery.
+#
+#   sh run-bochs.sh LOADER_BIN GUEST_BIN MODE      (normally via make, see Makefile)
+#
+# MODE plain:  the real guest.bin. The hypercall cases are expected to FAIL (VMCALL
+#              raises #UD outside VMX non-root operation, caught by the guest's IDT);
+#              the run must still end with the "N passed, N failed" line.
+# MODE fakehv: the FAKE_HV=1 build, whose fakehv.c answers VMCALL from the #UD, plays
+#              a protected region and edits the E820 map as the hypervisor would:
+#              every case must PASS.
+#
+# Environment: BOCHS (default bochs), BOCHS_TIMEOUT seconds (default 60),
+# KEEP=1 keeps the work directory.
+set -eu
+
+loader=$1
+guest=$2
+mode=${3:-plain}
+bochs=${BOCHS:-bochs}
+limit=${BOCHS_TIMEOUT:-60}
+
+command -v "$bochs" >/dev/null 2>&1 || { echo "bochs-selftest: $bochs not found" >&2; exit 2; }
+work=$(mktemp -d "${TMPDIR:-/tmp}/guest-bochs.XXXXXX")
+if [ "${KEEP:-0}" != 1 ]; then
+    trap 'rm -rf "$work"' EXIT
+fi
+
+# A 10 MiB flat disk (20 cylinders, 16 heads, 63 sectors): the loader in sector 0,
+# guest.bin from sector 1.
+dd if=/dev/zero of="$work/disk.img" bs=512 count=20160 status=none
+dd if="$loader" of="$work/disk.img" conv=notrunc status=none
+dd if="$guest" of="$work/disk.img" bs=512 seek=1 conv=notrunc status=none
+
+cat > "$work/bochsrc" <<RC
+display_library: term
+romimage: file=/usr/share/bochs/BIOS-bochs-latest
+vgaromimage: file=/usr/share/vgabios/vgabios.bin
+megs: 128
+cpu: count=1, model=corei7_skylake_x
+clock: sync=none
+ata0: enabled=1, ioaddr1=0x1f0, ioaddr2=0x3f0, irq=14
+ata0-master: type=disk, path=disk.img, mode=flat, cylinders=20, heads=16, spt=63
+boot: disk
+com1: enabled=1, mode=file, dev=serial.log
+log: bochs.log
+panic: action=fatal
+error: action=report
+RC
+echo c > "$work/cmds"
+
+echo "bochs-selftest: running Bochs in $work (limit ${limit}s)"
+status=0
+(cd "$work" && timeout "$limit" "$bochs" -q -f bochsrc -rc cmds </dev/null \
+    >bochs.out 2>&1) || status=$?
+if [ "$status" = 124 ]; then
+    echo "bochs-selftest: Bochs did not stop by itself within ${limit}s; killed it"
+fi
+
+echo "---- serial output ----"
+cat "$work/serial.log" 2>/dev/null || true
+echo "-----------------------"
+
+log=$work/serial.log
+fail=0
+expect() {      # expect PATTERN WHY: a serial line matching the grep -E PATTERN
+    grep -Eq "$1" "$log" 2>/dev/null || { echo "bochs-selftest: $2" >&2; fail=1; }
+}
+expect '^guest: [0-9]+ passed, [0-9]+ failed' "no closing 'N passed, N failed' line"
+if grep -q 'FATAL' "$log" 2>/dev/null; then
+    echo "bochs-selftest: the guest reported a fatal exception" >&2; fail=1
+fi
+case $mode in
+plain)
+    for t in boot_state e820_call fault_recovery; do
+        expect "^guest: PASS $t" "$t did not pass"
+    done
+    # Without the hypervisor, VMCALL must have been caught as #UD, not crashed the guest.
+    expect '^guest: FAIL hello_hypercall: HELLO VMCALL raised #UD' \
+        "hello_hypercall did not report a caught #UD"
+    expect '^guest: 3 passed, 5 failed' "expected 3 passed, 5 failed"
+    ;;
+fakehv)
+    for t in boot_state e820_call e820_hides_hypervisor hello_hypercall \
+             unknown_hypercall hypervisor_write_blocked runtime_info fault_recovery; do
+        expect "^guest: PASS $t" "$t did not pass"
+    done
+    expect '^guest: 8 passed, 0 failed' "expected 8 passed, 0 failed"
+    ;;
+*)
+    echo "bochs-selftest: unknown mode $mode" >&2; exit 2 ;;
+esac
+if [ "$fail" != 0 ]; then
+    echo "bochs-selftest: FAILED (Bochs log: $work/bochs.log; set KEEP=1 to keep it)" >&2
+    exit 1
+fi
+echo "bochs-selftest: OK ($mode)"
