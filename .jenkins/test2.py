@@ -1,0 +1,661 @@
+#!/usr/bin/env python3
+"""Integration runner: boot the hypervisor and a guest in an emulator and judge the run.
+
+Builds a BIOS-bootable ISO with grub-mkrescue that holds the three multiboot modules
+(init, runtime, guest), boots it headless in Bochs or QEMU with COM1 going to a file,
+follows that serial log while the emulator runs, and decides success from it.
+
+Exit status: 0 success, 1 test failure (the reason is printed, with the last serial
+lines), 2 usage or environment error (bad arguments, missing files or tools, ISO build
+failure), 130 interrupted.
+
+Usage (from the repository root, after `./configure && make`):
+    .jenkins/test2.py                               # Bochs 3.0 (MTF), 1 CPU, test guest
+    .jenkins/test2.py --emulator bochs-nomtf --smp 2
+    .jenkins/test2.py --emulator qemu-svm --smp 2 --timeout 120
+    .jenkins/test2.py --emulator qemu-svm --qemu-image disk.img --guest-done 'login:'
+See --help for every option. The work directory (printed first) keeps grub.cfg, the ISO,
+bochsrc, serial.log and the emulator's own logs.
+
+Success needs, in the serial log: the runtime banner, an E820 line, "VMX/SVM on N of N
+CPUs" with N = --smp, the guest's closing line (default "P passed, 0 failed", P > 0),
+every --expect regex; no fatal marker (xmhf FATAL/ERROR/PANIC, "triple fault", a GRUB
+error before the banner); and the emulator must end (or be stopped by this runner a few
+seconds after the closing line) before --timeout.
+
+Python 3 standard library only.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+INIT_BIN = "init-x86-amd64.bin"
+RUNTIME_BIN = "hypervisor-x86-amd64.bin.gz"
+
+BOCHS27 = "/usr/bin/bochs"
+BOCHS_BIOS = "/usr/share/bochs/BIOS-bochs-latest"
+VGA_BIOS = "/usr/share/vgabios/vgabios.bin"
+GRUB_I386_PC = "/usr/lib/grub/i386-pc"
+
+# Serial-log patterns (success criteria 1-4 and 6).
+RE_BANNER = re.compile(r"^XMHF \S+ \(amd64\) runtime")
+RE_E820 = re.compile(r"^xmhf-init: E820 ")
+RE_CPUS = {
+    "VMX": re.compile(r"^xmhf: VMX on (\d+) of (\d+) CPUs"),
+    "SVM": re.compile(r"^xmhf: SVM on (\d+) of (\d+) CPUs"),
+}
+DEFAULT_GUEST_DONE = r"(?P<passed>\d+) passed, (?P<failed>\d+) failed"
+RE_FATAL = [
+    re.compile(r"^xmhf(-init)?: (FATAL|ERROR|PANIC)"),
+    re.compile(r"triple fault", re.IGNORECASE),
+]
+# GRUB reports a failed command (missing file, unknown command) like this; only looked
+# for before the hypervisor banner, since a guest may print such lines itself.
+RE_GRUB_ERROR = re.compile(r"^error: ")
+# Terminal control sequences (GRUB's serial terminal emits them) and other control chars.
+RE_ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|[@-Z\\-_]|[()][0-9A-Za-z])|[\x00-\x08\x0b-\x1f\x7f]")
+
+# How long the emulator may keep running after the guest's closing line before the
+# runner stops it itself (the guest normally shuts the machine down right away).
+GRACE_AFTER_DONE = 5.0
+TAIL_LINES = 40
+
+# QEMU's isa-debug-exit turns "out 0xf4, v" into exit status (v << 1) | 1.
+QEMU_SUCCESS_VALUE = 0x31
+QEMU_SUCCESS_STATUS = (QEMU_SUCCESS_VALUE << 1) | 1
+
+
+class SetupError(Exception):
+    """Bad arguments or a broken environment: exit status 2."""
+
+
+def log(msg=""):
+    print(msg, flush=True)
+
+
+# --------------------------------------------------------------------------- arguments
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        description="Boot the hypervisor plus a guest in an emulator and check the serial log.")
+    p.add_argument("--subarch", default="amd64", choices=["amd64", "i386"],
+                   help="hypervisor sub-architecture (only amd64 is supported)")
+    p.add_argument("--xmhf-bin", default=REPO, metavar="DIR",
+                   help="directory holding %s and %s (default: repository root)"
+                   % (INIT_BIN, RUNTIME_BIN))
+    p.add_argument("--guest", default=os.path.join(REPO, "tests", "guest", "guest.bin"),
+                   metavar="PATH", help="guest image passed as the third multiboot module")
+    p.add_argument("--qemu-image", metavar="PATH",
+                   help="disk image attached as the first hard disk; the third module is "
+                        "then its MBR, loaded with 'module --nounzip (hd0)+1' (GRUB 2's "
+                        "spelling of GRUB legacy's 'modulenounzip (hd0)+1')")
+    p.add_argument("--smp", type=int, default=1, metavar="N",
+                   help="number of CPUs (default: %(default)s)")
+    p.add_argument("--work-dir", metavar="DIR",
+                   help="where to keep grub.cfg, the ISO, bochsrc and logs (default: new temp dir)")
+    p.add_argument("--emulator", default="bochs",
+                   choices=["bochs", "bochs-nomtf", "qemu-svm", "qemu-kvm"],
+                   help="bochs: Bochs 3.0 with MTF (built by tools/build-bochs3.sh); "
+                        "bochs-nomtf: Debian's Bochs 2.7; qemu-svm: QEMU TCG with SVM+NPT; "
+                        "qemu-kvm: QEMU/KVM, needs /dev/kvm (default: %(default)s)")
+    p.add_argument("--timeout", type=float, default=300, metavar="SECONDS",
+                   help="fail if the run takes longer (default: %(default)s)")
+    p.add_argument("--memory", type=int, default=128, metavar="MB",
+                   help="guest-physical memory (default: %(default)s)")
+    p.add_argument("--cmdline", default="", metavar="STRING",
+                   help="extra options appended to the hypervisor command line")
+    p.add_argument("--expect", action="append", default=[], metavar="REGEX",
+                   help="regex that must also appear in the serial log (repeatable)")
+    p.add_argument("--guest-done", default=DEFAULT_GUEST_DONE, metavar="REGEX",
+                   help="the guest's closing line; if it has groups named 'passed' and "
+                        "'failed', passed > 0 and failed == 0 are required "
+                        "(default: %(default)r)")
+    p.add_argument("--verbose", action="store_true", help="echo every serial line as it arrives")
+    args = p.parse_args(argv)
+
+    if args.subarch == "i386":
+        raise SetupError("i386 is not supported yet")
+    if args.smp < 1:
+        raise SetupError("--smp must be at least 1")
+    if args.memory < 16:
+        raise SetupError("--memory must be at least 16 (MB)")
+    if args.timeout <= 0:
+        raise SetupError("--timeout must be positive")
+    try:
+        args.expect_re = [re.compile(x) for x in args.expect]
+        args.done_re = re.compile(args.guest_done)
+    except re.error as e:
+        raise SetupError("bad regular expression: %s" % e)
+    return args
+
+
+# --------------------------------------------------------------------------- ISO
+
+def grub_cfg(args):
+    cmdline = "serial=115200,8n1,0x3f8"
+    if args.cmdline.strip():
+        cmdline += " " + args.cmdline.strip()
+    if args.qemu_image:
+        # GRUB legacy's 'modulenounzip' (XMHF's documented entry) is spelled
+        # 'module --nounzip' in GRUB 2; GRUB 2 has no 'modulenounzip' command.
+        third = "module    --nounzip (hd0)+1"
+    else:
+        third = "module    /boot/guest.bin"
+    return "\n".join([
+        "set timeout=0",
+        "set default=0",
+        "serial --unit=0 --speed=115200",
+        "terminal_input serial console",
+        "terminal_output serial console",
+        'menuentry "XMHF" {',
+        "  multiboot /boot/%s %s" % (INIT_BIN, cmdline),
+        "  module    /boot/%s" % RUNTIME_BIN,
+        "  " + third,
+        "}",
+        "",
+    ])
+
+
+def build_iso(args, work):
+    xbin = os.path.abspath(args.xmhf_bin)
+    sources = [os.path.join(xbin, INIT_BIN), os.path.join(xbin, RUNTIME_BIN)]
+    if not args.qemu_image:
+        sources.append(os.path.abspath(args.guest))
+    for f in sources:
+        if not os.path.isfile(f):
+            raise SetupError("missing %s (build it first, or see --xmhf-bin / --guest)" % f)
+    if shutil.which("grub-mkrescue") is None:
+        raise SetupError("grub-mkrescue not found (Debian: grub-pc-bin grub-common xorriso mtools)")
+
+    isodir = os.path.join(work, "isodir")
+    shutil.rmtree(isodir, ignore_errors=True)
+    os.makedirs(os.path.join(isodir, "boot", "grub"))
+    shutil.copyfile(sources[0], os.path.join(isodir, "boot", INIT_BIN))
+    shutil.copyfile(sources[1], os.path.join(isodir, "boot", RUNTIME_BIN))
+    if not args.qemu_image:
+        shutil.copyfile(sources[2], os.path.join(isodir, "boot", "guest.bin"))
+    cfg = grub_cfg(args)
+    for path in (os.path.join(work, "grub.cfg"), os.path.join(isodir, "boot", "grub", "grub.cfg")):
+        with open(path, "w") as f:
+            f.write(cfg)
+
+    iso = os.path.join(work, "xmhf.iso")
+    if os.path.exists(iso):
+        os.unlink(iso)
+    cmd = ["grub-mkrescue", "-o", iso]
+    if os.path.isdir(GRUB_I386_PC):
+        cmd += ["-d", GRUB_I386_PC]      # BIOS only; never depend on EFI bits being present
+    cmd += [isodir]
+    mklog = os.path.join(work, "grub-mkrescue.log")
+    with open(mklog, "w") as out:
+        rc = subprocess.call(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    if rc != 0 or not os.path.isfile(iso):
+        with open(mklog, errors="replace") as f:
+            sys.stdout.write(f.read()[-3000:])
+        raise SetupError("grub-mkrescue failed (status %d), see %s" % (rc, mklog))
+    return iso
+
+
+# --------------------------------------------------------------------------- emulators
+
+def bochs3_binary():
+    cache = os.environ.get("XMHF_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "xmhf"))
+    cached = os.path.join(cache, "bochs-3.0", "bin", "bochs")
+    script = os.path.join(REPO, "tools", "build-bochs3.sh")
+    if not (os.path.isfile(cached) and os.access(cached, os.X_OK)):
+        if not os.path.isfile(script):
+            raise SetupError("Bochs 3.0 is not built and %s is missing" % script)
+        log("Bochs 3.0 is not built yet: building it with tools/build-bochs3.sh "
+            "(about 5 minutes the first time, cached in %s) ..." % cache)
+    # The script answers at once when the binary is cached; its last stdout line is the path.
+    res = subprocess.run(["sh", script], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         universal_newlines=True)
+    lines = res.stdout.strip().splitlines()
+    if res.returncode != 0 or not lines or not os.access(lines[-1].strip(), os.X_OK):
+        raise SetupError("tools/build-bochs3.sh failed (status %d)" % res.returncode)
+    return lines[-1].strip()
+
+
+def bochsrc_text(args, work, iso, version3):
+    serial = os.path.join(work, "serial.log")
+    lines = [
+        "display_library: %s" % ("nogui" if version3 else "term"),
+        "romimage: file=%s" % BOCHS_BIOS,
+        "vgaromimage: file=%s" % VGA_BIOS,
+        "megs: %d" % args.memory,
+        "cpu: count=%d, model=corei7_skylake_x, reset_on_triple_fault=0" % args.smp,
+        "clock: sync=none, time0=local",
+        "pci: enabled=1, chipset=i440fx",
+    ]
+    if args.qemu_image:
+        # The disk is the first BIOS hard disk, (hd0) for GRUB; the ISO goes to the
+        # secondary channel and is still the boot device.
+        lines += [
+            'ata0-master: type=disk, mode=flat, path="%s"' % os.path.abspath(args.qemu_image),
+            'ata1-master: type=cdrom, path="%s", status=inserted' % iso,
+        ]
+    else:
+        lines.append('ata0-master: type=cdrom, path="%s", status=inserted' % iso)
+    lines += [
+        "boot: cdrom",
+        'com1: enabled=1, mode=file, dev="%s"' % serial,
+        'log: "%s"' % os.path.join(work, "bochs.log"),
+        "panic: action=fatal",
+        "error: action=report",
+        "info: action=ignore",
+        "debug: action=ignore",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def preflight(args):
+    """Checks the emulator can run at all, before anything is built."""
+    if args.emulator.startswith("qemu"):
+        if shutil.which("qemu-system-x86_64") is None:
+            raise SetupError("qemu-system-x86_64 not found (Debian package qemu-system-x86)")
+        if args.emulator == "qemu-kvm" and not os.path.exists("/dev/kvm"):
+            raise SetupError("qemu-kvm needs /dev/kvm, which this machine does not have "
+                             "(use --emulator bochs, bochs-nomtf or qemu-svm)")
+    elif args.emulator == "bochs-nomtf" and not os.access(BOCHS27, os.X_OK):
+        raise SetupError("%s not found (Debian package bochs)" % BOCHS27)
+    if args.emulator.startswith("bochs"):
+        for f in (BOCHS_BIOS, VGA_BIOS):
+            if not os.path.isfile(f):
+                raise SetupError("missing %s (Debian packages bochsbios, vgabios)" % f)
+    if args.qemu_image and not os.path.isfile(args.qemu_image):
+        raise SetupError("--qemu-image %s does not exist" % args.qemu_image)
+
+
+def emulator_command(args, work, iso):
+    """Returns (argv, env, name of the emulator's own log files)."""
+    env = dict(os.environ)
+    serial = os.path.join(work, "serial.log")
+    emu = args.emulator
+    if emu in ("bochs", "bochs-nomtf"):
+        version3 = emu == "bochs"
+        if version3:
+            binary = bochs3_binary()
+        else:
+            binary = BOCHS27
+        rc_path = os.path.join(work, "bochsrc")
+        with open(rc_path, "w") as f:
+            f.write(bochsrc_text(args, work, iso, version3))
+        argv = [binary, "-q", "-f", rc_path]
+        if not version3:
+            # Debian's 2.7 has the debugger built in and no nogui: run its 'term' display
+            # into a file and give the debugger a command file that just continues.
+            cmds = os.path.join(work, "bochs-debugger.rc")
+            with open(cmds, "w") as f:
+                f.write("c\n")
+            argv += ["-rc", cmds]
+            # (With the debugger built in, 'term' draws on a fresh pty from /dev/ptmx, not
+            # on our terminal; curses still wants a TERM.)
+            env["TERM"] = env.get("TERM") or "vt100"
+        return argv, env, [os.path.join(work, "bochs.log"), os.path.join(work, "emulator.out")]
+
+    # QEMU
+    binary = shutil.which("qemu-system-x86_64")
+    if emu == "qemu-kvm":
+        accel = ["-enable-kvm", "-cpu", "host"]
+    else:
+        accel = ["-accel", "tcg", "-cpu", "qemu64,+svm,+npt"]
+    qlog = os.path.join(work, "qemu.log")
+    argv = [binary] + accel + [
+        "-smp", str(args.smp), "-m", str(args.memory),
+        "-cdrom", iso, "-boot", "d",
+        "-display", "none", "-monitor", "none",
+        "-serial", "file:" + serial,
+        "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        "-no-reboot",
+        # cpu_reset makes QEMU log "Triple fault"; guest_errors catches invalid accesses.
+        "-d", "cpu_reset,guest_errors", "-D", qlog,
+    ]
+    if args.qemu_image:
+        argv += ["-drive", "file=%s,format=raw,if=ide,index=0" % os.path.abspath(args.qemu_image)]
+    return argv, env, [qlog, os.path.join(work, "emulator.out")]
+
+
+def expected_virt(emulator):
+    if emulator == "qemu-svm":
+        return "SVM"
+    if emulator == "qemu-kvm":
+        try:
+            with open("/proc/cpuinfo") as f:
+                if "AuthenticAMD" in f.read():
+                    return "SVM"
+        except OSError:
+            pass
+    return "VMX"
+
+
+def read_text(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def judge_emulator_exit(args, status, work):
+    """Returns None if the emulator's own exit is fine, else the reason it is not."""
+    out = read_text(os.path.join(work, "emulator.out"))
+    if args.emulator.startswith("bochs"):
+        blog = read_text(os.path.join(work, "bochs.log"))
+        m = re.search(r"3rd \((\d+)\) exception with no resolution", blog)
+        if m:
+            return "triple fault (Bochs: 3rd exception, vector %s, with no resolution)" % m.group(1)
+        m = re.search(r"Bochs is exiting with the following message:\s*\n(.*)", out)
+        msg = m.group(1).strip() if m else ""
+        if "Shutdown port: shutdown requested" in msg:
+            return None
+        if msg:
+            return "Bochs stopped: %s" % msg
+        panics = [l for l in blog.splitlines() if re.match(r"^\d+p\[", l)]
+        if panics:
+            return "Bochs panic: %s" % panics[-1]
+        if status != 0:
+            return "Bochs exited with status %d" % status
+        return None
+    qlog = read_text(os.path.join(work, "qemu.log"))
+    if re.search(r"triple fault", qlog, re.IGNORECASE):
+        return "triple fault (reported by QEMU)"
+    if status == QEMU_SUCCESS_STATUS or status == 0:
+        return None     # 99: guest wrote 0x31 to port 0xf4; 0: guest powered off / reset
+    if status > 1 and status & 1:
+        return "guest signalled failure through isa-debug-exit (value %#x)" % (status >> 1)
+    tail = "\n".join(out.strip().splitlines()[-5:])
+    return "QEMU exited with status %d%s" % (status, (": " + tail) if tail else "")
+
+
+# --------------------------------------------------------------------------- serial log
+
+class SerialLog:
+    """Follows a growing file and hands out complete, cleaned lines."""
+
+    def __init__(self, path):
+        self.path = path
+        self.f = None
+        self.partial = b""
+        self.lines = []
+
+    def poll(self, final=False):
+        if self.f is None:
+            try:
+                self.f = open(self.path, "rb")
+            except OSError:
+                return []
+        data = self.f.read()
+        if data:
+            self.partial += data
+        new = []
+        while True:
+            i = self.partial.find(b"\n")
+            if i < 0:
+                break
+            new.append(self.partial[:i])
+            self.partial = self.partial[i + 1:]
+        if final and self.partial:
+            new.append(self.partial)
+            self.partial = b""
+        out = []
+        for raw in new:
+            line = raw.decode("utf-8", errors="replace").rstrip("\r")
+            # A carriage return inside a line rewrites it on a terminal: keep what is visible last.
+            line = line.split("\r")[-1] if "\r" in line else line
+            line = RE_ESCAPES.sub("", line)
+            out.append(line)
+        self.lines.extend(out)
+        return out
+
+    def current_partial(self):
+        return RE_ESCAPES.sub("", self.partial.decode("utf-8", errors="replace"))
+
+    def close(self):
+        if self.f:
+            self.f.close()
+
+
+class Progress:
+    """One refreshing status line on a terminal; an occasional line otherwise."""
+
+    def __init__(self, enabled):
+        self.enabled = enabled
+        self.tty = sys.stdout.isatty()
+        self.last = 0.0 if self.tty else time.monotonic()
+        self.shown = False
+        self.last_count = -1
+
+    def update(self, elapsed, count, latest, force=False):
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        period = 1.0 if self.tty else 10.0
+        if not force and now - self.last < period:
+            return
+        if not self.tty and count == self.last_count and not force:
+            return
+        self.last, self.last_count = now, count
+        text = "[%6.1fs] %d serial lines | %s" % (elapsed, count, latest)
+        if self.tty:
+            width = shutil.get_terminal_size((100, 20)).columns - 1
+            sys.stdout.write("\r" + text[:width].ljust(width))
+            self.shown = True
+        else:
+            sys.stdout.write(text[:200] + "\n")
+        sys.stdout.flush()
+
+    def finish(self):
+        if self.enabled and self.tty and self.shown:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            self.shown = False
+
+
+# --------------------------------------------------------------------------- run
+
+def kill_group(proc):
+    if proc is None or proc.poll() is not None:
+        return
+    # QEMU exits cleanly on SIGTERM; Debian's Bochs 2.7 (debugger build) ignores it.
+    for sig, wait in ((signal.SIGTERM, 1.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def evaluate(args, lines, virt):
+    """Criteria 1-5 on the whole serial log. Returns (failures, summary line)."""
+    failures = []
+    if not any(RE_BANNER.search(l) for l in lines):
+        failures.append("no hypervisor banner (a line matching %r)" % RE_BANNER.pattern)
+    if not any(RE_E820.search(l) for l in lines):
+        failures.append("no E820 line (a line matching %r)" % RE_E820.pattern)
+    cpus = [m for m in (RE_CPUS[virt].search(l) for l in lines) if m]
+    other = "SVM" if virt == "VMX" else "VMX"
+    if not cpus:
+        hint = ""
+        if any(RE_CPUS[other].search(l) for l in lines):
+            hint = " (found a %s line instead)" % other
+        failures.append("no CPU count line (a line matching %r)%s" % (RE_CPUS[virt].pattern, hint))
+    else:
+        on, of = int(cpus[-1].group(1)), int(cpus[-1].group(2))
+        if on != args.smp or of != args.smp:
+            failures.append("CPU count: %s on %d of %d CPUs, expected %d of %d"
+                            % (virt, on, of, args.smp, args.smp))
+    summary = None
+    done = [(l, m) for l, m in ((l, args.done_re.search(l)) for l in lines) if m]
+    if not done:
+        failures.append("the guest's closing line (%r) never appeared" % args.done_re.pattern)
+    else:
+        summary, m = done[-1]
+        groups = m.groupdict()
+        if "passed" in groups and "failed" in groups:
+            passed, failed = int(groups["passed"]), int(groups["failed"])
+            if failed != 0 or passed <= 0:
+                failures.append("guest reports %d passed, %d failed" % (passed, failed))
+    for rx in args.expect_re:
+        if not any(rx.search(l) for l in lines):
+            failures.append("--expect %r did not match any serial line" % rx.pattern)
+    return failures, summary
+
+
+def run(args):
+    t_start = time.monotonic()
+    preflight(args)
+    if args.work_dir:
+        work = os.path.abspath(args.work_dir)
+        os.makedirs(work, exist_ok=True)
+    else:
+        work = tempfile.mkdtemp(prefix="xmhf-test2-")
+    for name in ("serial.log", "bochs.log", "qemu.log", "emulator.out"):
+        try:
+            os.unlink(os.path.join(work, name))
+        except FileNotFoundError:
+            pass
+    log("test2: emulator %s, smp %d, memory %d MB, timeout %gs, work dir %s"
+        % (args.emulator, args.smp, args.memory, args.timeout, work))
+    iso = build_iso(args, work)
+    argv, env, emu_logs = emulator_command(args, work, iso)
+    virt = expected_virt(args.emulator)
+    serial_path = os.path.join(work, "serial.log")
+    with open(os.path.join(work, "emulator.cmd"), "w") as f:
+        f.write(" ".join(argv) + "\n")
+    log("test2: ISO %s; starting: %s" % (iso, " ".join(argv)))
+
+    serial = SerialLog(serial_path)
+    progress = Progress(not args.verbose)
+    fatal = None
+    timed_out = False
+    stopped_after_done = False
+    done_at = None
+    banner_seen = False
+    status = None
+    proc = None
+    emu_out = open(os.path.join(work, "emulator.out"), "wb")
+    t_emu = time.monotonic()
+    try:
+        proc = subprocess.Popen(argv, cwd=work, env=env, stdin=subprocess.DEVNULL,
+                                stdout=emu_out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        while True:
+            exited = proc.poll() is not None
+            for line in serial.poll(final=exited):
+                if args.verbose:
+                    log("| " + line)
+                if banner_seen is False and RE_BANNER.search(line):
+                    banner_seen = True
+                if fatal is None and not banner_seen and RE_GRUB_ERROR.search(line):
+                    fatal = "GRUB " + line
+                if fatal is None:
+                    for rx in RE_FATAL:
+                        if rx.search(line):
+                            fatal = line
+                            break
+                if done_at is None and args.done_re.search(line):
+                    done_at = time.monotonic()
+            elapsed = time.monotonic() - t_emu
+            if fatal is not None:
+                break
+            if exited:
+                status = proc.returncode
+                break
+            if done_at is not None and time.monotonic() - done_at > GRACE_AFTER_DONE:
+                stopped_after_done = True
+                break
+            if elapsed > args.timeout:
+                timed_out = True
+                break
+            latest = serial.current_partial() or (serial.lines[-1] if serial.lines else "")
+            progress.update(elapsed, len(serial.lines), latest.strip())
+            time.sleep(0.1)
+    finally:
+        kill_group(proc)
+        emu_out.close()
+        progress.finish()
+    emu_time = time.monotonic() - t_emu
+    serial.poll(final=True)
+    serial.close()
+    lines = serial.lines
+
+    failures = []
+    if fatal is not None:
+        failures.append("fatal marker in the serial log: %s" % fatal.strip())
+    if timed_out:
+        failures.append("timeout after %gs" % args.timeout)
+    if status is not None:
+        why = judge_emulator_exit(args, status, work)
+        if why:
+            failures.append(why)
+    crit, summary = evaluate(args, lines, virt)
+    failures += crit
+
+    if status is not None:
+        how = "emulator exited with status %d" % status
+        if args.emulator.startswith("bochs") and "Shutdown port: shutdown requested" in \
+                read_text(os.path.join(work, "emulator.out")):
+            how += " (the guest's 'Shutdown' on port 0x8900)"
+        elif args.emulator.startswith("qemu") and status == QEMU_SUCCESS_STATUS:
+            how += " (the guest's %#x on port 0xf4)" % QEMU_SUCCESS_VALUE
+    elif stopped_after_done:
+        how = "emulator stopped by the runner %gs after the guest's closing line" % GRACE_AFTER_DONE
+    elif fatal is not None:
+        how = "emulator stopped by the runner on the fatal marker"
+    else:
+        how = "emulator stopped by the runner on timeout"
+
+    ok = not failures
+    if not ok:
+        log("")
+        log("---- last %d serial lines (%s) ----" % (TAIL_LINES, serial_path))
+        for l in lines[-TAIL_LINES:]:
+            log("| " + l)
+        log("---- end of serial log ----")
+        log("FAILED:")
+        for f in failures:
+            log("  - " + f)
+    log("")
+    log("test2: guest summary: %s" % (summary.strip() if summary else "(none)"))
+    log("test2: emulator %s, smp %d, %s" % (args.emulator, args.smp, how))
+    log("test2: wall time %.1fs (emulator %.1fs), %d serial lines"
+        % (time.monotonic() - t_start, emu_time, len(lines)))
+    log("test2: serial log %s" % serial_path)
+    log("test2: emulator logs %s" % ", ".join(p for p in emu_logs if os.path.exists(p)))
+    log("test2: result %s" % ("PASS" if ok else "FAIL: " + failures[0]))
+    return 0 if ok else 1
+
+
+def main(argv=None):
+    # Turn SIGTERM into an exception so the finally clause stops the emulator.
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)   # even if started with SIGINT ignored
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+        return run(args)
+    except SetupError as e:
+        log("test2: error: %s" % e)
+        return 2
+    except KeyboardInterrupt:
+        log("\ntest2: interrupted; emulator stopped")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
