@@ -1,0 +1,85 @@
+# XMHF-style hypervisor. `make` builds init-x86-amd64.bin and hypervisor-x86-amd64.bin.gz;
+# `make demo` boots it with the test guest in Bochs; `make check` runs every test.
+# Without a config.mk, make runs ./configure with the defaults first.
+
+-include config.mk
+
+B        := build
+ARCHDIR  := $(if $(filter x86-svm,$(TARGET_ARCH)),svm,vmx)
+CC       := gcc
+WARN     := -Wall -Wextra -Werror
+FREE     := -std=c11 -ffreestanding -fno-builtin -fno-stack-protector -fno-pic -fno-pie \
+            -fno-tree-loop-distribute-patterns -fno-asynchronous-unwind-tables -nostdlib \
+            -mgeneral-regs-only -O2 -g $(WARN) -Ixmhf/include --param=min-pagesize=0 \
+            -DDEBUG_SERIAL_PORT=$(DEBUG_SERIAL)
+CFLAGS64 := $(FREE) -m64 -mcmodel=kernel -mno-red-zone
+CFLAGS32 := $(FREE) -m32 -march=i686
+
+INIT_SRC := xmhf/src/bootloader/header.S xmhf/src/bootloader/init.c \
+            $(addprefix xmhf/src/lib/,cmdline.c e820.c format.c string.c uart.c)
+RT_SRC   := xmhf/src/runtime/entry.S $(wildcard xmhf/src/runtime/*.c) \
+            $(wildcard xmhf/src/runtime/$(ARCHDIR)/*.c xmhf/src/runtime/$(ARCHDIR)/*.S) \
+            $(addprefix xmhf/src/lib/,e820.c ept.c format.c string.c uart.c) \
+            $(wildcard $(APPROOT)/*.c)
+INIT_OBJ := $(patsubst %,$(B)/init/%.o,$(INIT_SRC))
+RT_OBJ   := $(patsubst %,$(B)/rt/%.o,$(RT_SRC))
+HDRS     := $(wildcard xmhf/include/*.h xmhf/src/runtime/*/*.h) config.mk
+
+.PHONY: all clean distclean check demo bench unit guest deps-build
+all: init-x86-amd64.bin hypervisor-x86-amd64.bin.gz
+
+config.mk: config.mk.in configure.ac
+	tools/deps.sh build
+	@if [ -x config.status ] && [ configure -nt configure.ac ]; then ./config.status; \
+	 else autoconf && ./configure; fi
+
+$(B)/init/%.c.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS32) -c $< -o $@
+$(B)/init/%.S.o: %.S
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS32) -c $< -o $@
+$(B)/rt/%.c.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS64) -I$(APPROOT) -c $< -o $@
+$(B)/rt/%.S.o: %.S
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS64) -c $< -o $@
+
+init-x86-amd64.bin: $(INIT_OBJ) xmhf/src/bootloader/init.ld
+	ld -m elf_i386 -nostdlib -z noexecstack --no-warn-rwx-segments -T xmhf/src/bootloader/init.ld -o $@ $(INIT_OBJ)
+
+$(B)/hypervisor-x86-amd64.elf: $(RT_OBJ) xmhf/src/runtime/runtime.ld
+	ld -m elf_x86_64 -nostdlib -z noexecstack --no-warn-rwx-segments -z max-page-size=4096 \
+	   -T xmhf/src/runtime/runtime.ld -o $@ $(RT_OBJ)
+	@size $@
+
+hypervisor-x86-amd64.bin.gz: $(B)/hypervisor-x86-amd64.elf
+	objcopy -O binary $< $(B)/hypervisor-x86-amd64.bin
+	gzip -9nc $(B)/hypervisor-x86-amd64.bin > $@
+
+guest:
+	$(MAKE) -C tests/guest
+
+unit:
+	tools/deps.sh check
+	$(MAKE) -C tests/unit check
+
+# The two set-up commands of the README: each installs what it needs first.
+demo:
+	tools/deps.sh demo
+	$(MAKE) all guest
+	.jenkins/test2.py --emulator bochs --smp 2 --verbose
+
+check:
+	tools/deps.sh check
+	$(MAKE) all guest
+	tools/check.sh
+
+clean:
+	rm -rf $(B) init-x86-amd64.bin hypervisor-x86-amd64.bin.gz
+	-$(MAKE) -C tests/unit clean
+	-$(MAKE) -C tests/guest clean
+
+distclean: clean
+	rm -rf config.mk config.status config.log configure autom4te.cache

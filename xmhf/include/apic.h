@@ -1,0 +1,24 @@
+/* Local APIC: Intel SDM Vol. 3A chapter 11 "Advanced Programmable Interrupt Controller
+ * (APIC)": 11.4.1 register map (table 11-1), 11.6.1 "Interrupt Command Register",
+ * 11.12 "Extended XAPIC (x2APIC)" (MSR = 0x800 + offset / 16). */
+#ifndef XMHF_APIC_H
+#define XMHF_APIC_H
+
+#define APIC_DEFAULT_BASE 0xfee00000ull
+#define APIC_ID        0x020u
+#define APIC_EOI       0x0b0u
+#define APIC_SVR       0x0f0u
+#define APIC_ICR_LO    0x300u
+#define APIC_ICR_HI    0x310u
+#define X2APIC_MSR(off) (0x800u + ((off) >> 4))
+
+#define ICR_VECTOR(v)      ((v) & 0xffu)
+#define ICR_DM_FIXED       (0u << 8)
+#define ICR_DM_NMI         (4u << 8)
+#define ICR_DM_INIT        (5u << 8)
+#define ICR_DM_STARTUP     (6u << 8)
+#define ICR_DELIVERY_PENDING (1u << 12)
+#define ICR_LEVEL_ASSERT   (1u << 14)
+#define ICR_TRIGGER_LEVEL  (1u << 15)
+
+#endif

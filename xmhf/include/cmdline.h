@@ -1,0 +1,24 @@
+/* Boot command line of init-x86-amd64.bin (README "GRUB entry").
+ * Pure logic: compiled freestanding (init) and on the host (tests/unit). */
+#ifndef XMHF_CMDLINE_H
+#define XMHF_CMDLINE_H
+#include <stddef.h>
+#include <stdint.h>
+
+struct xmhf_bootopts {
+    uint32_t baud;        /* serial=BAUD,...: a divisor of 115200 */
+    uint16_t serial_port; /* serial=...,PORT: I/O port of the 16550 UART */
+    uint8_t  boot_drive;  /* boot_drive=0xNN: DL handed to the guest */
+};
+
+/* Fills *out with the defaults (baud 115200, port default_port, drive 0x80), then applies
+ * every option in cmdline. The first token is skipped when it holds no '=' (GRUB passes
+ * the image path first). Accepted options:
+ *   serial=BAUD,8n1,PORT   BAUD decimal dividing 115200 evenly, "8n1" only, PORT 0x1..0xffff
+ *   boot_drive=0xNN        hex, 0x00..0xff
+ * Returns 0, or -1 with a one-line NUL-terminated message in err (at most errlen bytes,
+ * naming the offending token) for an unknown option or a malformed value. */
+int xmhf_parse_cmdline(const char *cmdline, uint16_t default_port,
+                       struct xmhf_bootopts *out, char *err, size_t errlen);
+
+#endif

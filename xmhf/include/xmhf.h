@@ -1,0 +1,162 @@
+/* The runtime's common definitions: per-CPU state, guest register frame, console,
+ * locks, page allocator, and the interface each architecture half (vmx/, svm/)
+ * provides to the common code. */
+#ifndef XMHF_H
+#define XMHF_H
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "bootparams.h"
+#include "version.h"
+#include "x86.h"
+
+#define MAX_CPUS 64u
+#define PCPU_STACK_SIZE 0x4000u
+#define EXC_STACK_SIZE 0x1000u
+
+#define __noreturn __attribute__((noreturn))
+#define ALIGN_UP(x, a) (((x) + (a) - 1) & ~((uint64_t)(a) - 1))
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Guest general-purpose registers, indexed as the SDM numbers them in exit
+ * qualifications (table 27-3): 0 RAX, 1 RCX, 2 RDX, 3 RBX, 4 RSP, 5 RBP, 6 RSI, 7 RDI,
+ * 8-15 R8-R15. The exit stub saves them in this order; r[4] is not saved by the stub
+ * (RSP lives in the VMCS/VMCB). */
+enum { R_AX, R_CX, R_DX, R_BX, R_SP, R_BP, R_SI, R_DI, R_8, R_9, R_10, R_11, R_12, R_13, R_14, R_15 };
+struct gregs {
+    uint64_t r[16];
+};
+
+/* A named lock: a ticket-free test-and-set spinlock; enough for the few short
+ * critical sections the runtime has (console, shared nested page table). */
+struct spinlock {
+    volatile uint32_t held;
+    const char *name;
+};
+#define SPINLOCK_INIT(n) { 0, n }
+void spin_lock(struct spinlock *l);
+void spin_unlock(struct spinlock *l);
+
+/* Exit accounting, readable by the guest later through a hypercall. */
+#define EXIT_STAT_SLOTS 72u
+
+enum pcpu_state { PCPU_OFFLINE = 0, PCPU_STARTED, PCPU_VMX_ON, PCPU_FAILED };
+
+struct pcpu {
+    struct pcpu *self;          /* first: %gs:0 finds the structure from any host context */
+    uint64_t launch_rsp;        /* %gs:8: host RSP across a failing VMLAUNCH (vmx-entry.S) */
+    uint32_t idx;               /* 0 .. ncpus-1, the BSP is 0 */
+    uint32_t apic_id;
+    volatile uint32_t state;
+    bool is_bsp;
+    uint64_t stack_top;
+    /* Host descriptor tables: one GDT and TSS per CPU so each has its own IST stacks. */
+    uint64_t gdt[8];
+    struct tss64 tss;
+    /* A fault expected by the code that armed it (safe MSR access, XSETBV): the
+     * exception handler resumes at fixup_rip and records the vector. */
+    uint64_t fixup_rip;
+    volatile int fixup_vector;
+    volatile uint64_t nmi_count;    /* NMIs taken in host context */
+    /* VMX or SVM per-CPU pages, owned by the architecture half. */
+    void *arch_page[4];
+    uint64_t arch_page_pa[4];
+    uint64_t cr0_shadow_hidden;     /* architecture scratch */
+    uint64_t exits[EXIT_STAT_SLOTS];
+    uint64_t exits_total;
+};
+
+/* Per-CPU state, allocated by the BSP once it knows the processor count. */
+_Static_assert(offsetof(struct pcpu, launch_rsp) == 8, "vmx-entry.S uses %gs:8");
+
+extern struct pcpu *g_pcpu[MAX_CPUS];
+extern uint32_t g_ncpus;
+extern struct bootparams *g_bp;
+
+static inline struct pcpu *this_pcpu(void)
+{
+    struct pcpu *p;
+    __asm__ volatile("mov %%gs:0, %0" : "=r"(p));
+    return p;
+}
+
+/* Console: debug serial, whole lines under the console lock. */
+void console_init(uint16_t port, uint32_t baud);
+void printk(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int vsnprintk(char *buf, size_t n, const char *fmt, va_list ap);
+/* Prints "xmhf: FATAL: ..." and halts this CPU; the test bench stops on that line. */
+void panic(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+void *memset(void *d, int c, size_t n);
+void *memcpy(void *d, const void *s, size_t n);
+int memcmp(const void *a, const void *b, size_t n);
+
+/* Physical <-> virtual: all physical memory below 4 GiB is identity mapped; the
+ * runtime's region is also mapped at RUNTIME_VBASE. */
+#define PHYS_LIMIT 0x100000000ull
+static inline void *phys_to_virt(uint64_t pa) { return (void *)(uintptr_t)pa; }
+uint64_t virt_to_phys(const void *va);
+
+/* 4 KiB pages from the heap in the reserved region, zeroed; panics when exhausted
+ * (the region is sized by init, so that is a configuration error worth a clear stop). */
+void *page_alloc(uint64_t *pa);
+uint64_t heap_pages_free(void);
+
+/* Exceptions in host context. */
+void idt_init(void);
+void cpu_tables_load(struct pcpu *c);
+uint64_t rdmsr_safe(struct pcpu *c, uint32_t msr, int *fault);
+int wrmsr_safe(struct pcpu *c, uint32_t msr, uint64_t v);
+int xsetbv_safe(struct pcpu *c, uint32_t idx, uint64_t v);
+
+/* Guest memory access by the hypervisor: refuses the hypervisor's own region and
+ * anything not identity mapped. Returns 0 or -1. */
+int guest_phys_read(uint64_t gpa, void *buf, size_t n);
+int guest_phys_write(uint64_t gpa, const void *buf, size_t n);
+bool gpa_in_hypervisor(uint64_t gpa, uint64_t len);
+
+/* SMP bring-up of the hypervisor's own processors (smp.c). */
+void smp_start_aps(void);
+uint32_t lapic_id(void);
+
+/* INT 15h E820 hook (e820hook.c): installed before the first guest instruction. */
+void e820_hook_install(void);
+bool e820_hook_is_stub(uint64_t linear_rip);
+/* Emulates the BIOS call for the guest whose registers are in v; returns the guest RIP
+ * to resume at (the stub's IRET or its far jump to the original handler). */
+struct vcpu;
+uint64_t e820_hook_call(struct vcpu *v);
+
+/* Guest-visible memory map (firmware map, hypervisor region and hook reserved). */
+extern struct e820_map g_guest_e820;
+
+/* The view of one guest CPU that common code (hypercalls, E820 hook, hypapps) uses;
+ * the architecture half fills it at each exit and writes back what changed. */
+struct vcpu {
+    struct pcpu *cpu;
+    struct gregs *regs;
+};
+
+/* Implemented by the architecture half (vmx/ or svm/). */
+extern const char *const arch_name;          /* "VMX" / "SVM" for the boot log */
+int arch_cpu_init(struct pcpu *c);           /* capability checks, VMXON/EFER.SVME; 0 ok */
+void arch_nested_paging_init(void);          /* BSP: build the guest-physical map */
+__noreturn void arch_launch_bsp_guest(struct pcpu *c);
+__noreturn void arch_park_ap(struct pcpu *c);
+uint64_t arch_guest_rip(struct vcpu *v);
+void arch_guest_set_rip(struct vcpu *v, uint64_t rip);
+uint64_t arch_guest_seg_base(struct vcpu *v, int seg); /* SEG_ES .. SEG_GS */
+uint64_t arch_guest_rsp(struct vcpu *v);
+unsigned arch_guest_cpl(struct vcpu *v);
+void arch_guest_inject_exception(struct vcpu *v, unsigned vector, bool has_err, uint32_t err);
+enum { SEG_ES, SEG_CS, SEG_SS, SEG_DS, SEG_FS, SEG_GS };
+
+/* Hypercalls (hypercall.c): dispatch to the hypapp, then to the runtime's own. */
+void hypercall_dispatch(struct vcpu *v);
+/* Guest access to the hypervisor's region: the hypapp may resolve it, else #GP(0). */
+void hypervisor_memory_violation(struct vcpu *v, uint64_t gpa, uint32_t access);
+/* Guest triple fault or reset: hypapp shutdown callback, then a system reset. */
+__noreturn void guest_reset(struct vcpu *v, const char *why);
+
+#endif

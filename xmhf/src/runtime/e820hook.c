@@ -1,0 +1,79 @@
+/* INT 15h, EAX=E820h for the guest: the hypervisor answers from its own map, where its
+ * region is reserved, so no guest that asks the BIOS ever sees it as usable RAM.
+ *
+ * The hook is a real-mode stub in the top KiB of conventional memory, taken from the
+ * BIOS data area's memory size (the way option ROMs reserve memory):
+ *     +0  VMCALL              traps to the hypervisor, which decides where to resume:
+ *     +3  IRET                after an E820 call it answered,
+ *     +4  JMP FAR old_vector  for every other INT 15h function (the BIOS's handler).
+ * Results go to the guest's registers; CF goes into the FLAGS image on the guest's
+ * stack that IRET restores. */
+#include "xmhf.h"
+
+#define IVT_INT15       (0x15u * 4)
+#define BDA_BASE_MEM_KB 0x413u
+
+struct e820_map g_guest_e820;
+static uint64_t stub_linear;
+
+void e820_hook_install(void)
+{
+    volatile uint16_t *base_kb = phys_to_virt(BDA_BASE_MEM_KB);
+    volatile uint32_t *ivt15 = phys_to_virt(IVT_INT15);
+    uint16_t kb = (uint16_t)(*base_kb - 1);
+    uint32_t old = *ivt15;
+    stub_linear = (uint64_t)kb * 1024;
+    uint8_t stub[9] = { 0x0f, 0x01, 0xc1, 0xcf, 0xea,
+                        (uint8_t)old, (uint8_t)(old >> 8), (uint8_t)(old >> 16), (uint8_t)(old >> 24) };
+    memcpy(phys_to_virt(stub_linear), stub, sizeof(stub));
+    *base_kb = kb;
+    *ivt15 = (uint32_t)(stub_linear >> 4) << 16;   /* segment:0000 */
+
+    g_guest_e820 = g_bp->e820;
+    if (e820_set_range(&g_guest_e820, stub_linear, 1024, E820_RESERVED) != 0)
+        panic("E820 map too fragmented to reserve the INT 15h hook");
+    printk("xmhf: INT 15h/E820 hooked at %04x:0000 (was %04x:%04x), %u entries for the guest\n",
+           (unsigned)(stub_linear >> 4), old >> 16, old & 0xffff, g_guest_e820.count);
+}
+
+bool e820_hook_is_stub(uint64_t linear_rip)
+{
+    return stub_linear && linear_rip == stub_linear;
+}
+
+static void set_carry(struct vcpu *v, bool cf)
+{
+    uint64_t sp = arch_guest_seg_base(v, SEG_SS) + ((arch_guest_rsp(v) + 4) & 0xffff);
+    uint16_t flags;
+    if (guest_phys_read(sp, &flags, 2) != 0)
+        return;
+    flags = (uint16_t)(cf ? flags | RFLAGS_CF : flags & ~RFLAGS_CF);
+    guest_phys_write(sp, &flags, 2);
+}
+
+uint64_t e820_hook_call(struct vcpu *v)
+{
+    uint64_t *r = v->regs->r;
+    if ((uint32_t)r[R_AX] != 0xe820)
+        return 4;                                   /* the BIOS's own handler */
+    uint32_t idx = (uint32_t)r[R_BX], want = (uint32_t)r[R_CX];
+    if ((uint32_t)r[R_DX] != E820_SMAP || want < 20 || idx >= g_guest_e820.count) {
+        r[R_AX] = (r[R_AX] & ~0xff00ull) | 0x8600;  /* AH=86h: unsupported */
+        set_carry(v, true);
+        return 3;
+    }
+    const struct e820_entry *e = &g_guest_e820.e[idx];
+    uint32_t rec[6] = { (uint32_t)e->base, (uint32_t)(e->base >> 32), (uint32_t)e->length,
+                        (uint32_t)(e->length >> 32), e->type, 1 /* ACPI 3: enabled */ };
+    uint32_t n = want >= 24 ? 24 : 20;
+    uint64_t dst = arch_guest_seg_base(v, SEG_ES) + (r[R_DI] & 0xffff);
+    if (guest_phys_write(dst, rec, n) != 0) {
+        set_carry(v, true);
+        return 3;
+    }
+    r[R_AX] = E820_SMAP;
+    r[R_CX] = (r[R_CX] & ~0xffffffffull) | n;
+    r[R_BX] = (r[R_BX] & ~0xffffffffull) | (idx + 1 < g_guest_e820.count ? idx + 1 : 0);
+    set_carry(v, false);
+    return 3;
+}

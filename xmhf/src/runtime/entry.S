@@ -1,0 +1,144 @@
+/* Runtime entry points: the BSP entry from init, the AP trampoline
+ * (copied below 1 MiB, real mode to long mode: SDM Vol. 3A 10.8.5 "Initializing IA-32e
+ * Mode"), and the host exception stubs. */
+#define TRAMP_BASE 0x1000
+
+    .text
+    .code64
+    .globl _start64
+_start64:                               /* RDI = boot parameters (physical = identity) */
+    lea boot_stack_top(%rip), %rsp
+    xor %ebp, %ebp
+    lea gs_null(%rip), %rax             /* %gs:0 reads NULL until per-CPU state exists */
+    mov %rax, %rdx
+    shr $32, %rdx
+    mov $0xc0000101, %ecx
+    wrmsr
+    call runtime_main
+1:  cli
+    hlt
+    jmp 1b
+
+/* ---- AP trampoline: position-independent apart from TRAMP_BASE ---- */
+#define T(x) (TRAMP_BASE + (x) - ap_tramp_start)
+    .globl ap_tramp_start, ap_tramp_end, ap_tramp_data
+    .code16
+ap_tramp_start:
+    cli
+    cld
+    xor %ax, %ax
+    mov %ax, %ds
+    lgdtl T(tramp_gdt_desc)
+    mov %cr0, %eax
+    or $1, %eax
+    mov %eax, %cr0
+    ljmpl $0x08, $T(tramp_pm)
+    .code32
+tramp_pm:
+    mov $0x10, %ax
+    mov %ax, %ds
+    mov %ax, %es
+    mov %ax, %ss
+    mov %cr4, %eax
+    or $0x20, %eax                      /* PAE */
+    mov %eax, %cr4
+    mov T(tramp_cr3), %eax
+    mov %eax, %cr3
+    mov $0xc0000080, %ecx
+    rdmsr
+    or $0x100, %eax                     /* EFER.LME */
+    wrmsr
+    mov %cr0, %eax
+    or $0x80000000, %eax
+    mov %eax, %cr0
+    ljmp $0x18, $T(tramp_lm)
+    .code64
+tramp_lm:
+    mov T(tramp_stack), %rsp
+    mov T(tramp_pcpu), %rdi
+    mov T(tramp_entry), %rax
+    xor %ebp, %ebp
+    jmp *%rax
+    .balign 8
+tramp_gdt:
+    .quad 0
+    .quad 0x00cf9a000000ffff            /* 0x08: 32-bit code */
+    .quad 0x00cf92000000ffff            /* 0x10: data */
+    .quad 0x00af9a000000ffff            /* 0x18: 64-bit code */
+tramp_gdt_desc:
+    .word tramp_gdt_desc - tramp_gdt - 1
+    .long T(tramp_gdt)
+    .balign 8
+ap_tramp_data:                          /* struct tramp_data in smp.c */
+tramp_cr3:   .quad 0
+tramp_stack: .quad 0
+tramp_pcpu:  .quad 0
+tramp_entry: .quad 0
+ap_tramp_end:
+
+/* ---- exception stubs: push a dummy error code where the CPU does not ---- */
+    .macro EXC vec
+    .balign 16
+    .if (\vec == 8) || (\vec >= 10 && \vec <= 14) || (\vec == 17) || (\vec == 21) || (\vec == 29) || (\vec == 30)
+    .else
+    push $0
+    .endif
+    push $\vec
+    jmp exc_common
+    .endm
+
+    .balign 16
+    .globl exc_stubs
+exc_stubs:
+    .set v, 0
+    .rept 32
+    EXC v
+    .set v, v + 1
+    .endr
+
+exc_common:
+    push %rax
+    push %rbx
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %rbp
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    mov %rsp, %rdi
+    mov %rsp, %rbx
+    and $-16, %rsp                      /* the frame may be misaligned by an error code */
+    call exception_dispatch
+    mov %rbx, %rsp
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rbp
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rbx
+    pop %rax
+    add $16, %rsp
+    iretq
+
+    .bss
+    .balign 16
+gs_null:
+    .quad 0
+    .balign 16
+    .space 16384
+boot_stack_top:

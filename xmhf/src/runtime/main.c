@@ -1,0 +1,69 @@
+/* The runtime's start: per-CPU state, every processor into VMX/SVM, the guest's
+ * memory map and nested page tables, the hypapp, then the guest on the BSP. */
+#include "xmhf-hypapp.h"
+#include "xmhf.h"
+
+struct pcpu *g_pcpu[MAX_CPUS];
+uint32_t g_ncpus;
+struct bootparams *g_bp;
+
+void heap_init(void);
+struct pcpu *smp_bsp_init(void);
+
+static void cpu_bringup(struct pcpu *c)
+{
+    c->state = arch_cpu_init(c) == 0 ? PCPU_VMX_ON : PCPU_FAILED;
+}
+
+/* APs arrive here from the trampoline, on their own stack, in long mode. */
+__noreturn void ap_entry(struct pcpu *c);
+__noreturn void ap_entry(struct pcpu *c)
+{
+    cpu_tables_load(c);
+    c->state = PCPU_STARTED;
+    cpu_bringup(c);
+    arch_park_ap(c);
+}
+
+__noreturn void runtime_main(uint64_t bp_phys);
+__noreturn void runtime_main(uint64_t bp_phys)
+{
+    g_bp = phys_to_virt(bp_phys);
+    if (g_bp->magic != BOOTPARAMS_MAGIC)
+        halt_forever();     /* no console settings to report with: init is broken */
+    console_init(g_bp->opts.serial_port, g_bp->opts.baud);
+    printk("XMHF %s (amd64) runtime, %s, region %08llx-%08llx\n", XMHF_VERSION, arch_name,
+           (unsigned long long)g_bp->region_base,
+           (unsigned long long)(g_bp->region_base + g_bp->region_size));
+    heap_init();
+    idt_init();
+    struct pcpu *bsp = smp_bsp_init();
+    cpu_tables_load(bsp);
+    bsp->state = PCPU_STARTED;
+
+    smp_start_aps();
+    cpu_bringup(bsp);
+    /* Every AP reports VMX on or failed; a CPU that never got to start counts as failed. */
+    uint32_t on = 0;
+    for (uint32_t i = 0; i < g_ncpus; i++) {
+        while (g_pcpu[i]->state == PCPU_STARTED)
+            cpu_pause();
+        on += g_pcpu[i]->state == PCPU_VMX_ON;
+    }
+    printk("xmhf: %s on %u of %u CPUs\n", arch_name, on, g_ncpus);
+    if (bsp->state != PCPU_VMX_ON)
+        panic("the boot processor cannot run the guest (see the message above)");
+
+    e820_hook_install();
+    arch_nested_paging_init();
+
+    struct app_bootparams abp = {
+        .region_base = g_bp->region_base, .region_size = g_bp->region_size,
+        .ncpus = g_ncpus, .boot_drive = g_bp->opts.boot_drive, .cmdline = g_bp->cmdline,
+    };
+    if (xmhf_app_main(&abp) != 0)
+        panic("the hypapp's init failed: not starting the guest unprotected");
+    printk("xmhf: heap %llu KiB free; starting the guest at 0000:7c00 with DL=%02x\n",
+           (unsigned long long)(heap_pages_free() * 4), g_bp->opts.boot_drive);
+    arch_launch_bsp_guest(bsp);
+}

@@ -1,0 +1,76 @@
+/* Memory: the page allocator over the heap init reserved, address translation, and
+ * the hypervisor's checked access to guest-physical memory. */
+#include "xmhf.h"
+
+extern char __image_start[];
+static struct spinlock heap_lock = SPINLOCK_INIT("heap");
+static uint64_t heap_next, heap_end;
+
+void heap_init(void);
+void heap_init(void)
+{
+    heap_next = g_bp->heap_base;
+    heap_end = g_bp->region_base + g_bp->region_size;
+}
+
+uint64_t heap_pages_free(void)
+{
+    return (heap_end - heap_next) >> 12;
+}
+
+void *pages_alloc(unsigned n, uint64_t *pa);
+void *pages_alloc(unsigned n, uint64_t *pa)
+{
+    spin_lock(&heap_lock);
+    if (heap_next + n * 4096ull > heap_end) {
+        spin_unlock(&heap_lock);
+        panic("out of hypervisor memory (%u pages wanted, %llu free)", n,
+              (unsigned long long)heap_pages_free());
+    }
+    uint64_t p = heap_next;
+    heap_next += n * 4096ull;
+    spin_unlock(&heap_lock);
+    memset(phys_to_virt(p), 0, n * 4096ull);
+    if (pa)
+        *pa = p;
+    return phys_to_virt(p);
+}
+
+void *page_alloc(uint64_t *pa)
+{
+    return pages_alloc(1, pa);
+}
+
+uint64_t virt_to_phys(const void *va)
+{
+    uint64_t v = (uint64_t)(uintptr_t)va;
+    if (v >= RUNTIME_VBASE)
+        return v - RUNTIME_VBASE + g_bp->region_base;
+    return v;   /* identity-mapped: heap pages and low memory */
+}
+
+bool gpa_in_hypervisor(uint64_t gpa, uint64_t len)
+{
+    return gpa < g_bp->region_base + g_bp->region_size && g_bp->region_base < gpa + len;
+}
+
+static int gpa_ok(uint64_t gpa, size_t n)
+{
+    return n && gpa + n > gpa && gpa + n <= PHYS_LIMIT && !gpa_in_hypervisor(gpa, n);
+}
+
+int guest_phys_read(uint64_t gpa, void *buf, size_t n)
+{
+    if (!gpa_ok(gpa, n))
+        return -1;
+    memcpy(buf, phys_to_virt(gpa), n);
+    return 0;
+}
+
+int guest_phys_write(uint64_t gpa, const void *buf, size_t n)
+{
+    if (!gpa_ok(gpa, n))
+        return -1;
+    memcpy(phys_to_virt(gpa), buf, n);
+    return 0;
+}

@@ -1,0 +1,292 @@
+/* VMX bring-up, the VMCS, and the guest's first entry (SDM Vol. 3C chapter 24 "Virtual
+ * Machine Control Structures", 31.5 "VMM Setup & Tear Down", 26.3 "Checking and
+ * Loading Guest State" for the real-mode state an unrestricted guest may enter with). */
+#include "msr.h"
+#include "vmx-x86vmx.h"
+
+const char *const arch_name = "VMX";
+
+static uint8_t *msr_bitmap;     /* all zero: MSRs 0-1fff and c0000000-c0001fff pass through */
+static uint64_t msr_bitmap_pa;
+static struct spinlock msr_bitmap_lock = SPINLOCK_INIT("msr-bitmap");
+
+/* Appendix A.3-A.5: bits 31:0 of a capability MSR are the allowed 0-settings (1 = must
+ * be 1), bits 63:32 the allowed 1-settings. */
+static int adjust(struct pcpu *c, uint32_t msr, uint32_t want, uint32_t must, uint32_t *out,
+                  const char *what)
+{
+    uint64_t cap = rdmsr(msr);
+    uint32_t v = (want | (uint32_t)cap) & (uint32_t)(cap >> 32);
+    if ((v & must) != must) {
+        printk("xmhf: CPU %u: VMX lacks required %s controls %08x (offers %08x)\n", c->idx,
+               what, must & ~v, (uint32_t)(cap >> 32));
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int check_caps(struct pcpu *c, struct vmx_cpu *x)
+{
+    uint32_t r[4];
+    cpuid(1, 0, r);
+    if (!(r[2] & (1u << 5))) {
+        printk("xmhf: CPU %u: no VMX (CPUID.1:ECX.VMX = 0); this hypervisor needs Intel VT-x\n", c->idx);
+        return -1;
+    }
+    uint64_t fc = rdmsr(MSR_IA32_FEATURE_CONTROL);
+    if (!(fc & FEATCTL_LOCK))
+        wrmsr(MSR_IA32_FEATURE_CONTROL, fc | FEATCTL_LOCK | FEATCTL_VMX_OUTSIDE_SMX);
+    else if (!(fc & FEATCTL_VMX_OUTSIDE_SMX)) {
+        printk("xmhf: CPU %u: VMX is disabled by the firmware (IA32_FEATURE_CONTROL locked); "
+               "enable VT-x in the BIOS setup\n", c->idx);
+        return -1;
+    }
+    bool true_ctls = rdmsr(MSR_IA32_VMX_BASIC) & VMX_BASIC_TRUE_CTLS;
+    if (adjust(c, true_ctls ? MSR_IA32_VMX_TRUE_PINBASED : MSR_IA32_VMX_PINBASED, 0, 0,
+               &x->pin, "pin-based") ||
+        adjust(c, true_ctls ? MSR_IA32_VMX_TRUE_PROCBASED : MSR_IA32_VMX_PROCBASED,
+               PROC_SECONDARY | PROC_MSR_BITMAP, PROC_SECONDARY | PROC_MSR_BITMAP,
+               &x->proc, "processor-based") ||
+        adjust(c, MSR_IA32_VMX_PROCBASED2,
+               PROC2_EPT | PROC2_UNRESTRICTED | PROC2_RDTSCP | PROC2_INVPCID | PROC2_XSAVES,
+               PROC2_EPT | PROC2_UNRESTRICTED, &x->proc2,
+               "secondary (EPT, unrestricted guest)") ||
+        adjust(c, true_ctls ? MSR_IA32_VMX_TRUE_EXIT : MSR_IA32_VMX_EXIT,
+               EXIT_HOST_64 | EXIT_SAVE_EFER | EXIT_LOAD_EFER | EXIT_SAVE_PAT | EXIT_LOAD_PAT,
+               EXIT_HOST_64 | EXIT_SAVE_EFER | EXIT_LOAD_EFER, &x->exit, "VM-exit") ||
+        adjust(c, true_ctls ? MSR_IA32_VMX_TRUE_ENTRY : MSR_IA32_VMX_ENTRY,
+               ENTRY_LOAD_EFER | ENTRY_LOAD_PAT, ENTRY_LOAD_EFER, &x->entry, "VM-entry"))
+        return -1;
+    /* The guest starts in real mode with paging off; these are set at launch. */
+    x->entry &= ~ENTRY_IA32E_GUEST;
+    x->proc &= ~(PROC_CR3_LOAD | PROC_CR3_STORE | PROC_HLT_EXIT | PROC_UNCOND_IO);
+    uint64_t ept = rdmsr(MSR_IA32_VMX_EPT_VPID_CAP);
+    if ((ept & (EPTCAP_WALK4 | EPTCAP_WB | EPTCAP_2M)) != (EPTCAP_WALK4 | EPTCAP_WB | EPTCAP_2M)) {
+        printk("xmhf: CPU %u: EPT lacks 4-level walks, write-back tables or 2 MiB pages (cap %llx)\n",
+               c->idx, (unsigned long long)ept);
+        return -1;
+    }
+    x->cr0_fixed0 = rdmsr(MSR_IA32_VMX_CR0_FIXED0);
+    x->cr0_fixed1 = rdmsr(MSR_IA32_VMX_CR0_FIXED1);
+    x->cr4_fixed0 = rdmsr(MSR_IA32_VMX_CR4_FIXED0);
+    x->cr4_fixed1 = rdmsr(MSR_IA32_VMX_CR4_FIXED1);
+    x->cr0_guest_fixed0 = x->cr0_fixed0 & ~(uint64_t)(CR0_PE | CR0_PG);
+    return 0;
+}
+
+int arch_cpu_init(struct pcpu *c)
+{
+    struct vmx_cpu *x = page_alloc(&c->arch_page_pa[2]);
+    c->arch_page[2] = x;
+    if (check_caps(c, x) != 0)
+        return -1;
+    uint32_t r[4];
+    cpuid(1, 0, r);
+    /* XSETBV on the guest's behalf needs CR4.OSXSAVE in the host. */
+    uint64_t cr4 = read_cr4() | x->cr4_fixed0 | ((r[2] & (1u << 26)) ? CR4_OSXSAVE : 0);
+    write_cr4(cr4 & x->cr4_fixed1);
+    write_cr0((read_cr0() | x->cr0_fixed0) & x->cr0_fixed1);
+
+    uint32_t rev = (uint32_t)rdmsr(MSR_IA32_VMX_BASIC) & 0x7fffffffu;
+    uint32_t *vmxon = page_alloc(&c->arch_page_pa[0]);
+    uint32_t *vmcs = page_alloc(&c->arch_page_pa[1]);
+    c->arch_page[0] = vmxon;
+    c->arch_page[1] = vmcs;
+    vmxon[0] = rev;
+    vmcs[0] = rev;
+    if (vmx_on(c->arch_page_pa[0])) {
+        printk("xmhf: CPU %u: VMXON failed\n", c->idx);
+        return -1;
+    }
+    if (vmcs_clear(c->arch_page_pa[1]) || vmcs_load(c->arch_page_pa[1])) {
+        printk("xmhf: CPU %u: VMCLEAR/VMPTRLD failed\n", c->idx);
+        return -1;
+    }
+    spin_lock(&msr_bitmap_lock);
+    if (!msr_bitmap)
+        msr_bitmap = page_alloc(&msr_bitmap_pa);
+    spin_unlock(&msr_bitmap_lock);
+    printk("xmhf: CPU %u (APIC ID %u): VMX on, controls pin %x proc %x proc2 %x\n", c->idx,
+           c->apic_id, x->pin, x->proc, x->proc2);
+    return 0;
+}
+
+/* Halted with interrupts off: only NMI, INIT or SMI wake a parked AP (the guest-SMP
+ * code of the next stage sends it what it needs). */
+__noreturn void arch_park_ap(struct pcpu *c)
+{
+    (void)c;
+    halt_forever();
+}
+
+static void vmcs_host_state(struct pcpu *c)
+{
+    struct dtr64 gdt, idt;
+    __asm__ volatile("sgdt %0; sidt %1" : "=m"(gdt), "=m"(idt));
+    vmwriteN(VMCS_HOST_CR0, read_cr0());
+    vmwriteN(VMCS_HOST_CR3, read_cr3());
+    vmwriteN(VMCS_HOST_CR4, read_cr4());
+    vmwrite16(VMCS_HOST_CS_SEL, 0x08);
+    vmwrite16(VMCS_HOST_SS_SEL, 0x10);
+    vmwrite16(VMCS_HOST_DS_SEL, 0x10);
+    vmwrite16(VMCS_HOST_ES_SEL, 0x10);
+    vmwrite16(VMCS_HOST_FS_SEL, 0);
+    vmwrite16(VMCS_HOST_GS_SEL, 0);
+    vmwrite16(VMCS_HOST_TR_SEL, 0x18);
+    vmwriteN(VMCS_HOST_FS_BASE, 0);
+    vmwriteN(VMCS_HOST_GS_BASE, (uint64_t)(uintptr_t)c);
+    vmwriteN(VMCS_HOST_TR_BASE, (uint64_t)(uintptr_t)&c->tss);
+    vmwriteN(VMCS_HOST_GDTR_BASE, gdt.base);
+    vmwriteN(VMCS_HOST_IDTR_BASE, idt.base);
+    vmwrite32(VMCS_HOST_SYSENTER_CS, 0);
+    vmwriteN(VMCS_HOST_SYSENTER_ESP, 0);
+    vmwriteN(VMCS_HOST_SYSENTER_EIP, 0);
+    vmwrite64(VMCS_HOST_EFER, rdmsr(MSR_IA32_EFER));
+    vmwrite64(VMCS_HOST_PAT, rdmsr(MSR_IA32_PAT));
+    vmwriteN(VMCS_HOST_RSP, c->stack_top);
+    vmwriteN(VMCS_HOST_RIP, (uint64_t)(uintptr_t)vmx_exit_entry);
+}
+
+static void vmcs_controls(struct vmx_cpu *x)
+{
+    vmwrite32(VMCS_PIN_CTLS, x->pin);
+    vmwrite32(VMCS_PROC_CTLS, x->proc);
+    vmwrite32(VMCS_PROC_CTLS2, x->proc2);
+    vmwrite32(VMCS_EXIT_CTLS, x->exit);
+    vmwrite32(VMCS_ENTRY_CTLS, x->entry);
+    vmwrite32(VMCS_EXCEPTION_BITMAP, 0);
+    vmwrite32(VMCS_PF_EC_MASK, 0);
+    vmwrite32(VMCS_PF_EC_MATCH, 0);
+    vmwrite32(VMCS_CR3_TARGET_COUNT, 0);
+    vmwrite32(VMCS_EXIT_MSR_STORE_COUNT, 0);
+    vmwrite32(VMCS_EXIT_MSR_LOAD_COUNT, 0);
+    vmwrite32(VMCS_ENTRY_MSR_LOAD_COUNT, 0);
+    vmwrite32(VMCS_ENTRY_INTR_INFO, 0);
+    vmwrite64(VMCS_MSR_BITMAP, msr_bitmap_pa);
+    vmwrite64(VMCS_EPT_POINTER, g_eptp);
+    vmwrite64(VMCS_TSC_OFFSET, 0);
+    if (x->proc2 & PROC2_XSAVES)
+        vmwrite64(VMCS_XSS_EXIT_BITMAP, 0);
+    /* CR0/CR4 bits VMX forces (NE, VMXE, ...) belong to the hypervisor: the guest reads
+     * its own values from the shadows, and writes that touch them exit. */
+    vmwriteN(VMCS_CR0_MASK, (x->cr0_guest_fixed0 | ~x->cr0_fixed1) & 0xffffffffull);
+    vmwriteN(VMCS_CR4_MASK, (x->cr4_fixed0 | ~x->cr4_fixed1) & 0xffffffffull);
+}
+
+/* The state a BIOS leaves for a boot sector: real mode, CS:IP = 0000:7c00, flat 64 KiB
+ * segments, interrupts off (SDM 26.3.1.2 lets an unrestricted guest enter like this). */
+static void vmcs_guest_realmode(struct vmx_cpu *x, uint16_t cs_sel, uint64_t rip)
+{
+#define SEG(S, sel, ar) do { \
+        vmwrite16(VMCS_GUEST_##S##_SEL, (sel)); vmwriteN(VMCS_GUEST_##S##_BASE, (uint64_t)(sel) << 4); \
+        vmwrite32(VMCS_GUEST_##S##_LIMIT, 0xffff); vmwrite32(VMCS_GUEST_##S##_AR, (ar)); } while (0)
+    SEG(CS, cs_sel, 0x9b);      /* present, code, readable, accessed */
+    SEG(SS, 0, 0x93);           /* present, data, writable, accessed */
+    SEG(DS, 0, 0x93);
+    SEG(ES, 0, 0x93);
+    SEG(FS, 0, 0x93);
+    SEG(GS, 0, 0x93);
+#undef SEG
+    vmwrite16(VMCS_GUEST_TR_SEL, 0);
+    vmwriteN(VMCS_GUEST_TR_BASE, 0);
+    vmwrite32(VMCS_GUEST_TR_LIMIT, 0xffff);
+    vmwrite32(VMCS_GUEST_TR_AR, 0x8b);          /* busy TSS: required even in real mode */
+    vmwrite16(VMCS_GUEST_LDTR_SEL, 0);
+    vmwriteN(VMCS_GUEST_LDTR_BASE, 0);
+    vmwrite32(VMCS_GUEST_LDTR_LIMIT, 0xffff);
+    vmwrite32(VMCS_GUEST_LDTR_AR, AR_UNUSABLE | 0x82);
+    vmwriteN(VMCS_GUEST_GDTR_BASE, 0);
+    vmwrite32(VMCS_GUEST_GDTR_LIMIT, 0xffff);
+    vmwriteN(VMCS_GUEST_IDTR_BASE, 0);
+    vmwrite32(VMCS_GUEST_IDTR_LIMIT, 0x3ff);
+    uint64_t cr0 = CR0_ET;
+    vmwriteN(VMCS_CR0_SHADOW, cr0);
+    vmwriteN(VMCS_GUEST_CR0, (cr0 | x->cr0_guest_fixed0) & x->cr0_fixed1);
+    vmwriteN(VMCS_CR4_SHADOW, 0);
+    vmwriteN(VMCS_GUEST_CR4, x->cr4_fixed0 & x->cr4_fixed1);
+    vmwriteN(VMCS_GUEST_CR3, 0);
+    vmwriteN(VMCS_GUEST_DR7, 0x400);
+    vmwriteN(VMCS_GUEST_RSP, 0x7c00);
+    vmwriteN(VMCS_GUEST_RIP, rip);
+    vmwriteN(VMCS_GUEST_RFLAGS, RFLAGS_FIXED);
+    vmwriteN(VMCS_GUEST_PENDING_DBG, 0);
+    vmwrite32(VMCS_GUEST_INTERRUPTIBILITY, 0);
+    vmwrite32(VMCS_GUEST_ACTIVITY, ACTIVITY_ACTIVE);
+    vmwrite64(VMCS_VMCS_LINK_PTR, ~0ull);
+    vmwrite64(VMCS_GUEST_DEBUGCTL, 0);
+    vmwrite64(VMCS_GUEST_PAT, PAT_POWERON);
+    vmwrite64(VMCS_GUEST_EFER, 0);
+    vmwrite32(VMCS_GUEST_SYSENTER_CS, 0);
+    vmwriteN(VMCS_GUEST_SYSENTER_ESP, 0);
+    vmwriteN(VMCS_GUEST_SYSENTER_EIP, 0);
+}
+
+__noreturn void arch_launch_bsp_guest(struct pcpu *c)
+{
+    struct vmx_cpu *x = vmx_of(c);
+    vmcs_host_state(c);
+    vmcs_controls(x);
+    vmcs_guest_realmode(x, 0, 0x7c00);
+    memset(&x->launch_regs, 0, sizeof(x->launch_regs));
+    x->launch_regs.r[R_DX] = g_bp->opts.boot_drive;
+    /* EPT entries may have been cached while the tables were being built. */
+    invept_all();
+    vmx_launch(&x->launch_regs);
+    panic("CPU %u: VMLAUNCH failed, VM-instruction error %u", c->idx, vmread32(VMCS_VM_INSTR_ERROR));
+}
+
+__noreturn void vmx_resume_failed(struct pcpu *c)
+{
+    panic("CPU %u: VMRESUME failed, VM-instruction error %u (guest rip %llx)", c->idx,
+          vmread32(VMCS_VM_INSTR_ERROR), (unsigned long long)vmreadN(VMCS_GUEST_RIP));
+}
+
+/* ---- the guest view for common code ---- */
+
+uint64_t arch_guest_rip(struct vcpu *v) { (void)v; return vmreadN(VMCS_GUEST_RIP); }
+void arch_guest_set_rip(struct vcpu *v, uint64_t rip) { (void)v; vmwriteN(VMCS_GUEST_RIP, rip); }
+uint64_t arch_guest_rsp(struct vcpu *v) { (void)v; return vmreadN(VMCS_GUEST_RSP); }
+
+uint64_t arch_guest_seg_base(struct vcpu *v, int seg)
+{
+    static const vmcsN_t base[] = { VMCS_GUEST_ES_BASE, VMCS_GUEST_CS_BASE, VMCS_GUEST_SS_BASE,
+                                    VMCS_GUEST_DS_BASE, VMCS_GUEST_FS_BASE, VMCS_GUEST_GS_BASE };
+    (void)v;
+    return vmreadN(base[seg]);
+}
+
+unsigned arch_guest_cpl(struct vcpu *v)
+{
+    (void)v;
+    if (!(vmreadN(VMCS_GUEST_CR0) & CR0_PE))
+        return 0;
+    if (vmreadN(VMCS_GUEST_RFLAGS) & RFLAGS_VM)
+        return 3;
+    return (vmread32(VMCS_GUEST_SS_AR) >> 5) & 3;
+}
+
+void arch_guest_inject_exception(struct vcpu *v, unsigned vector, bool has_err, uint32_t err)
+{
+    (void)v;
+    uint32_t info = INTR_INFO_VALID | INTR_TYPE_HWEXC | vector;
+    /* Real mode delivers no error code; VM entry rejects one there (SDM 26.2.1.3). */
+    if (has_err && (vmreadN(VMCS_GUEST_CR0) & CR0_PE)) {
+        info |= INTR_INFO_ERRCODE;
+        vmwrite32(VMCS_ENTRY_EXC_ERRCODE, err);
+    }
+    vmwrite32(VMCS_ENTRY_INTR_INFO, info);
+}
+
+/* Past an instruction the hypervisor emulated: as the processor would, end STI/MOV SS
+ * blocking and raise the single-step trap the guest's TF asks for (SDM 26.6.3). */
+void vmx_skip_instruction(struct vcpu *v)
+{
+    (void)v;
+    vmwriteN(VMCS_GUEST_RIP, vmreadN(VMCS_GUEST_RIP) + vmread32(VMCS_EXIT_INSTR_LEN));
+    uint32_t intr = vmread32(VMCS_GUEST_INTERRUPTIBILITY);
+    if (intr & (INTERRUPTIBILITY_STI | INTERRUPTIBILITY_MOVSS))
+        vmwrite32(VMCS_GUEST_INTERRUPTIBILITY, intr & ~(INTERRUPTIBILITY_STI | INTERRUPTIBILITY_MOVSS));
+    if (vmreadN(VMCS_GUEST_RFLAGS) & RFLAGS_TF)
+        vmwriteN(VMCS_GUEST_PENDING_DBG, vmreadN(VMCS_GUEST_PENDING_DBG) | (1u << 14));
+}
