@@ -17,7 +17,8 @@ struct xmhf_bootopts {
  *   serial=BAUD,8n1,PORT   BAUD decimal dividing 115200 evenly, "8n1" only, PORT 0x1..0xffff
  *   boot_drive=0xNN        hex, 0x00..0xff
  * Returns 0, or -1 with a one-line NUL-terminated message in err (at most errlen bytes,
- * naming the offending token) for an unknown option or a malformed value. */
+ * naming the offending token) for an unknown option or a malformed value; *out then holds
+ * the plain defaults (nothing partially applied). err may be NULL when errlen is 0. */
 int xmhf_parse_cmdline(const char *cmdline, uint16_t default_port,
                        struct xmhf_bootopts *out, char *err, size_t errlen);
 

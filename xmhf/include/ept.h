@@ -44,7 +44,9 @@ typedef uint64_t ept_prot_t;
  * and the remaining length allow, 4 KiB leaves elsewhere; a 2 MiB leaf that is partly
  * overwritten is first split into 512 4 KiB leaves with its old attributes.
  * root is the PML4 (virtual), its physical address goes into the EPTP.
- * Returns 0, or -1 when out of table pages (mappings made so far stay). */
+ * Returns 0, or -1 when out of table pages (mappings made so far stay) or, with nothing
+ * changed, for unaligned input, gpa+len > 2^48, hpa+len > 2^52, or a prot the CPU would
+ * take as a misconfiguration (no R/W/X, W without R, memory type 2/3/7, bits above 6). */
 int ept_map(uint64_t *root, uint64_t gpa, uint64_t hpa, uint64_t len, ept_prot_t prot,
             const struct ept_alloc *a);
 
