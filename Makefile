@@ -11,7 +11,7 @@ WARN     := -Wall -Wextra -Werror
 FREE     := -std=c11 -ffreestanding -fno-builtin -fno-stack-protector -fno-pic -fno-pie \
             -fno-tree-loop-distribute-patterns -fno-asynchronous-unwind-tables -nostdlib \
             -mgeneral-regs-only -O2 -g $(WARN) -Ixmhf/include --param=min-pagesize=0 \
-            -DDEBUG_SERIAL_PORT=$(DEBUG_SERIAL)
+            -DDEBUG_SERIAL_PORT=$(DEBUG_SERIAL) -DXMHF_SINGLESTEP=$(or $(SINGLESTEP),0)
 CFLAGS64 := $(FREE) -m64 -mcmodel=kernel -mno-red-zone
 CFLAGS32 := $(FREE) -m32 -march=i686
 
@@ -19,7 +19,7 @@ INIT_SRC := xmhf/src/bootloader/header.S xmhf/src/bootloader/init.c \
             $(addprefix xmhf/src/lib/,cmdline.c e820.c format.c string.c uart.c)
 RT_SRC   := xmhf/src/runtime/entry.S $(wildcard xmhf/src/runtime/*.c) \
             $(wildcard xmhf/src/runtime/$(ARCHDIR)/*.c xmhf/src/runtime/$(ARCHDIR)/*.S) \
-            $(addprefix xmhf/src/lib/,e820.c ept.c format.c string.c uart.c) \
+            $(addprefix xmhf/src/lib/,e820.c ept.c format.c icr.c string.c uart.c) \
             $(wildcard $(APPROOT)/*.c)
 INIT_OBJ := $(patsubst %,$(B)/init/%.o,$(INIT_SRC))
 RT_OBJ   := $(patsubst %,$(B)/rt/%.o,$(RT_SRC))

@@ -7,6 +7,8 @@
 #define APIC_DEFAULT_BASE 0xfee00000ull
 #define APIC_ID        0x020u
 #define APIC_EOI       0x0b0u
+#define APIC_LDR       0x0d0u
+#define APIC_DFR       0x0e0u
 #define APIC_SVR       0x0f0u
 #define APIC_ICR_LO    0x300u
 #define APIC_ICR_HI    0x310u

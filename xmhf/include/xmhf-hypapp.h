@@ -24,6 +24,12 @@
 #define XMHF_HC_UNKNOWN       0xffffffffffffffffull
 #define XMHF_HC_RUNTIME_BASE  0x80000000ull
 #define XMHF_HC_RUNTIME_INFO  0x80000001ull /* RBX region base, RCX size, RDX CPUs */
+/* Per-CPU accounting of the calling CPU: RBX = selector in, value out.
+ *   0 .. 0xff   VM exits with that basic exit reason (Intel SDM Vol. 3D appendix C)
+ *   0x100       all VM exits
+ *   0x200 + n   STAT_* counter n of xmhf.h (steps done / faulted, NMIs delivered,
+ *               ICR writes captured, INIT/SIPI handled, steps cancelled) */
+#define XMHF_HC_STATS         0x80000002ull
 
 /* What the hypapp learns at init (BSP, before the guest's first instruction). */
 struct app_bootparams {

@@ -43,9 +43,26 @@ void spin_unlock(struct spinlock *l);
 
 enum pcpu_state { PCPU_OFFLINE = 0, PCPU_STARTED, PCPU_VMX_ON, PCPU_FAILED };
 
+/* A guest CPU's life as the guest sees it (SDM Vol. 3A 9.4 "Multiple-Processor
+ * Initialization"): an AP waits for INIT, then for a STARTUP IPI, then runs. */
+enum guest_cpu_state { GUEST_CPU_RESET = 0, GUEST_CPU_WAIT_SIPI, GUEST_CPU_STARTING, GUEST_CPU_RUNNING };
+
+/* Per-CPU accounting beyond exit reasons, readable through the STATS hypercall
+ * (selector 0x200 + index). */
+enum {
+    STAT_STEPS_DONE,        /* APIC accesses single-stepped to completion */
+    STAT_STEPS_FAULTED,     /* steps ended by an exception delivered to the guest */
+    STAT_NMIS_DELIVERED,    /* NMIs held (step or host) and delivered afterwards */
+    STAT_ICR_CAPTURED,      /* ICR writes captured */
+    STAT_INIT_SIPI,         /* INIT/STARTUP IPIs handled virtually */
+    STAT_STEPS_CANCELLED,   /* steps undone before the instruction ran (interrupt first) */
+    STAT_COUNT
+};
+
 struct pcpu {
     struct pcpu *self;          /* first: %gs:0 finds the structure from any host context */
     uint64_t launch_rsp;        /* %gs:8: host RSP across a failing VMLAUNCH (vmx-entry.S) */
+    volatile uint64_t nmi_host; /* %gs:16: NMIs taken in host context, not yet the guest's */
     uint32_t idx;               /* 0 .. ncpus-1, the BSP is 0 */
     uint32_t apic_id;
     volatile uint32_t state;
@@ -58,7 +75,12 @@ struct pcpu {
      * exception handler resumes at fixup_rip and records the vector. */
     uint64_t fixup_rip;
     volatile int fixup_vector;
-    volatile uint64_t nmi_count;    /* NMIs taken in host context */
+    /* Guest SMP (smpguest.c): the guest's view of this CPU's APIC and start state. */
+    uint32_t apic_ldr, apic_dfr;    /* last values the guest wrote (destination decoding) */
+    volatile uint32_t guest_state;  /* enum guest_cpu_state */
+    volatile uint32_t sipi_vector;
+    uint64_t nmi_pending;           /* NMIs owed to the guest, delivered one at a time */
+    uint64_t stats[STAT_COUNT];     /* step and IPI accounting (STATS hypercall) */
     /* VMX or SVM per-CPU pages, owned by the architecture half. */
     void *arch_page[4];
     uint64_t arch_page_pa[4];
@@ -69,6 +91,7 @@ struct pcpu {
 
 /* Per-CPU state, allocated by the BSP once it knows the processor count. */
 _Static_assert(offsetof(struct pcpu, launch_rsp) == 8, "vmx-entry.S uses %gs:8");
+_Static_assert(offsetof(struct pcpu, nmi_host) == 16, "vmx-entry.S uses %gs:16");
 
 extern struct pcpu *g_pcpu[MAX_CPUS];
 extern uint32_t g_ncpus;
@@ -151,6 +174,20 @@ uint64_t arch_guest_rsp(struct vcpu *v);
 unsigned arch_guest_cpl(struct vcpu *v);
 void arch_guest_inject_exception(struct vcpu *v, unsigned vector, bool has_err, uint32_t err);
 enum { SEG_ES, SEG_CS, SEG_SS, SEG_DS, SEG_FS, SEG_GS };
+
+/* Guest SMP policy (smpguest.c), shared by the VMX and SVM halves. */
+struct icr_cmd;
+/* A captured ICR write: INIT/STARTUP handled virtually, everything else forwarded to
+ * the physical APIC. raw = x2APIC layout (destination in bits 63:32) when x2apic,
+ * else ICR_HI << 32 | ICR_LO. */
+void smpg_icr_write(struct vcpu *v, uint64_t raw, bool x2apic);
+/* An AP waits here, halted, until the guest starts it; returns the STARTUP vector. */
+uint32_t smpg_ap_wait_for_sipi(struct pcpu *c);
+void lapic_send_ipi_raw(uint32_t dest, uint32_t icr_lo);
+extern const char *g_step_method;
+
+/* Implemented by the architecture half for guest SMP. */
+__noreturn void arch_launch_ap_guest(struct pcpu *c, uint32_t sipi_vector);
 
 /* Hypercalls (hypercall.c): dispatch to the hypapp, then to the runtime's own. */
 void hypercall_dispatch(struct vcpu *v);

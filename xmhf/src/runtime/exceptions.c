@@ -11,6 +11,10 @@ struct exc_frame {
 };
 
 extern char exc_stubs[];
+/* The last instructions before VM entry (vmx-entry.S / svm-entry.S): they check
+ * nmi_host with every guest register already loaded. An NMI landing there restarts
+ * the check so it is never left behind in the host (the race BitVisor closes this way). */
+extern char entry_nmi_window_start[], entry_nmi_window_end[];
 static struct idt_gate64 idt[32] __attribute__((aligned(16)));
 
 #define SEL_CODE 0x08
@@ -62,10 +66,12 @@ void exception_dispatch(struct exc_frame *f)
 {
     struct pcpu *c = this_pcpu();
     if (f->vector == EXC_NMI) {
-        /* The guest's NMIs reach the guest directly; one that lands in the host is
-         * counted here (the next issue delivers these to the guest). */
+        /* Owed to the guest: the exit path turns it into an injected NMI. */
         if (c)
-            c->nmi_count++;
+            __atomic_add_fetch(&c->nmi_host, 1, __ATOMIC_SEQ_CST);
+        if (f->rip >= (uint64_t)(uintptr_t)entry_nmi_window_start &&
+            f->rip < (uint64_t)(uintptr_t)entry_nmi_window_end)
+            f->rip = (uint64_t)(uintptr_t)entry_nmi_window_start;
         return;
     }
     if (c && c->fixup_rip) {

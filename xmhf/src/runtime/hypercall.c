@@ -20,6 +20,22 @@ void hypercall_dispatch(struct vcpu *v)
         r[R_CX] = g_bp->region_size;
         r[R_DX] = g_ncpus;
         break;
+    case XMHF_HC_STATS: {
+        uint64_t sel = r[R_BX];
+        struct pcpu *c = v->cpu;
+        if (sel < EXIT_STAT_SLOTS - 1)
+            r[R_BX] = c->exits[sel];
+        else if (sel == 0x100)
+            r[R_BX] = c->exits_total;
+        else if (sel >= 0x200 && sel < 0x200 + STAT_COUNT)
+            r[R_BX] = c->stats[sel - 0x200];
+        else {
+            r[R_AX] = XMHF_HC_UNKNOWN;
+            break;
+        }
+        r[R_AX] = 0;
+        break;
+    }
     default:
         r[R_AX] = XMHF_HC_UNKNOWN;
         break;

@@ -40,6 +40,7 @@ __noreturn void runtime_main(uint64_t bp_phys)
     struct pcpu *bsp = smp_bsp_init();
     cpu_tables_load(bsp);
     bsp->state = PCPU_STARTED;
+    bsp->guest_state = GUEST_CPU_RUNNING;
 
     smp_start_aps();
     cpu_bringup(bsp);

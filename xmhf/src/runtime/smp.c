@@ -37,7 +37,7 @@ uint32_t lapic_id(void)
     return *xapic_reg(APIC_ID) >> 24;
 }
 
-static void lapic_send_ipi(uint32_t dest, uint32_t icr_lo)
+void lapic_send_ipi_raw(uint32_t dest, uint32_t icr_lo)
 {
     if (x2apic_mode()) {
         wrmsr(X2APIC_MSR(APIC_ICR_LO), ((uint64_t)dest << 32) | icr_lo);
@@ -169,6 +169,7 @@ static struct pcpu *pcpu_alloc(uint32_t idx, uint32_t apic_id)
     c->is_bsp = idx == 0;
     c->stack_top = (uint64_t)(uintptr_t)(stack + PCPU_STACK_SIZE);
     c->tss.ist[0] = (uint64_t)(uintptr_t)(ist + EXC_STACK_SIZE);
+    c->apic_dfr = 0xffffffffu;      /* the DFR's reset value: flat model */
     g_pcpu[idx] = c;
     return c;
 }
@@ -202,10 +203,10 @@ void smp_start_aps(void)
         td->pcpu = (uint64_t)(uintptr_t)c;
         td->entry = (uint64_t)(uintptr_t)ap_entry;
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
-        lapic_send_ipi(c->apic_id, ICR_DM_INIT | ICR_LEVEL_ASSERT | ICR_TRIGGER_LEVEL);
+        lapic_send_ipi_raw(c->apic_id, ICR_DM_INIT | ICR_LEVEL_ASSERT | ICR_TRIGGER_LEVEL);
         udelay(10000);
         for (int s = 0; s < 2 && c->state == PCPU_OFFLINE; s++) {
-            lapic_send_ipi(c->apic_id, ICR_DM_STARTUP | ICR_VECTOR(TRAMP_BASE >> 12));
+            lapic_send_ipi_raw(c->apic_id, ICR_DM_STARTUP | ICR_VECTOR(TRAMP_BASE >> 12));
             udelay(200);
         }
         for (unsigned t = 0; t < 1000000u && c->state == PCPU_OFFLINE; t++)
@@ -214,7 +215,7 @@ void smp_start_aps(void)
             printk("xmhf: CPU %u (APIC ID %u) did not start\n", i, c->apic_id);
             /* Hold it in wait-for-SIPI so a late start cannot run the page once it is
              * handed back. */
-            lapic_send_ipi(c->apic_id, ICR_DM_INIT | ICR_LEVEL_ASSERT | ICR_TRIGGER_LEVEL);
+            lapic_send_ipi_raw(c->apic_id, ICR_DM_INIT | ICR_LEVEL_ASSERT | ICR_TRIGGER_LEVEL);
             c->state = PCPU_FAILED;
         }
     }

@@ -1,11 +1,11 @@
 /* The guest-physical map: an identity EPT over all RAM and MMIO, write-back where the
  * firmware map says RAM, uncached elsewhere, and the hypervisor's region left out.
  * MMIO above the initial map (64-bit PCI BARs) is mapped on first touch. */
+#include "apic.h"
 #include "ept.h"
 #include "vmx-x86vmx.h"
 
-uint64_t g_eptp;
-static uint64_t *ept_root;
+static uint64_t *ept_root;     /* shared by all CPUs below their private APIC path */
 static uint64_t phys_bits_limit;
 static struct spinlock ept_lock = SPINLOCK_INIT("ept");
 
@@ -22,6 +22,7 @@ static void *ept_p2v(void *ctx, uint64_t pa)
 }
 
 static const struct ept_alloc ept_heap = { ept_page, ept_p2v, NULL };
+static void sync_private_paths(void);
 
 #define PROT_UC (EPT_RWX | (EPT_MT_UC << EPT_MT_SHIFT))
 #define PROT_WB (EPT_RWX | (EPT_MT_WB << EPT_MT_SHIFT))
@@ -50,7 +51,6 @@ void arch_nested_paging_init(void)
     /* The hypervisor's region: not present, so every guest access exits. */
     if (ept_unmap(ept_root, g_bp->region_base, g_bp->region_size, &ept_heap) != 0)
         panic("EPT: out of table pages");
-    g_eptp = root_pa | EPTP_WB | EPTP_WALK4;
     printk("xmhf: EPT: identity map of 0-%llx (%llu table pages), %llx-%llx not mapped\n",
            (unsigned long long)top, (unsigned long long)(before - heap_pages_free()),
            (unsigned long long)g_bp->region_base,
@@ -70,8 +70,95 @@ int vmx_ept_map_lazy(uint64_t gpa)
         spin_unlock(&ept_lock);
         panic("EPT: out of table pages");
     }
+    sync_private_paths();
     spin_unlock(&ept_lock);
     /* Not-present entries are not cached by the TLBs (SDM 29.4.3.1), so no INVEPT is
      * needed before the guest retries the access. */
     return 0;
+}
+
+/* ---- per-CPU roots ----
+ * Each CPU's EPTP points at its own PML4, PDPT, PD and PT along the path to its APIC
+ * page; everything else is shared. So a step that maps the APIC page on one CPU opens
+ * no window on another (DESIGN.md section 4). */
+
+#define IDX(gpa, lvl) (((gpa) >> (39 - 9 * (lvl))) & 511)
+
+static void copy_table(uint64_t *dst, const uint64_t *src)
+{
+    for (unsigned i = 0; i < 512; i++)
+        dst[i] = src[i];
+}
+
+/* Copies the shared tables into x's private path for x->apic_gpa, the APIC entry
+ * itself left not present. Caller holds ept_lock. */
+static void build_path(struct vmx_cpu *x)
+{
+    uint64_t gpa = x->path_gpa;
+    const uint64_t *shared = ept_root;
+    for (int lvl = 0; lvl < 4; lvl++) {
+        copy_table(x->ept[lvl], shared);
+        if (lvl < 3) {
+            shared = phys_to_virt(shared[IDX(gpa, lvl)] & EPT_ADDR_MASK);
+            x->ept[lvl][IDX(gpa, lvl)] = x->ept_pa[lvl + 1] | EPT_RWX;
+        }
+    }
+    x->ept[3][IDX(gpa, 3)] = 0;
+}
+
+/* After the shared map grew (lazy MMIO), every private copy takes the new entries.
+ * Entries only ever turn present there, so no INVEPT is needed. Caller holds ept_lock. */
+static void sync_private_paths(void)
+{
+    for (uint32_t i = 0; i < g_ncpus; i++) {
+        struct vmx_cpu *x = g_pcpu[i]->arch_page[2];
+        if (!x || !x->eptp)
+            continue;
+        const uint64_t *shared = ept_root;
+        for (int lvl = 0; lvl < 3; lvl++) {
+            unsigned keep = IDX(x->path_gpa, lvl);
+            for (unsigned e = 0; e < 512; e++)
+                if (e != keep)
+                    x->ept[lvl][e] = shared[e];
+            shared = phys_to_virt(shared[keep] & EPT_ADDR_MASK);
+        }
+    }
+}
+
+void vmx_ept_private_init(struct vmx_cpu *x)
+{
+    for (int lvl = 0; lvl < 4; lvl++)
+        x->ept[lvl] = page_alloc(&x->ept_pa[lvl]);
+}
+
+/* Makes apic_gpa this CPU's trapped page (0: none; the path then sits at the default
+ * base with nothing missing). The shared map gets 4 KiB pages there first, so the
+ * path exists down to a page table. Returns -1 if the page cannot be trapped. */
+int vmx_ept_private_build(struct vmx_cpu *x, uint64_t apic_gpa)
+{
+    uint64_t page = apic_gpa ? apic_gpa : APIC_DEFAULT_BASE;
+    if (gpa_in_hypervisor(page, PAGE_SIZE_4K) || page >= phys_bits_limit)
+        return -1;
+    spin_lock(&ept_lock);
+    uint64_t *leaf = ept_lookup(ept_root, page, NULL, &ept_heap);
+    ept_prot_t prot = leaf ? (*leaf & 0x7f & ~EPT_LARGE) : PROT_UC;
+    if (ept_map(ept_root, page, page, PAGE_SIZE_4K, prot, &ept_heap) != 0) {
+        spin_unlock(&ept_lock);
+        panic("EPT: out of table pages");
+    }
+    x->path_gpa = page;
+    build_path(x);
+    if (!apic_gpa)
+        x->ept[3][IDX(page, 3)] = *ept_lookup(ept_root, page, NULL, &ept_heap);
+    x->apic_gpa = apic_gpa;
+    x->eptp = x->ept_pa[0] | EPTP_WB | EPTP_WALK4;
+    spin_unlock(&ept_lock);
+    return 0;
+}
+
+/* The APIC page's entry in this CPU's private table: hpa (uncached, RWX) or, with
+ * hpa == 0, not present. Only the owning CPU calls this. */
+void vmx_ept_apic_entry(struct vmx_cpu *x, uint64_t hpa)
+{
+    x->ept[3][IDX(x->path_gpa, 3)] = hpa ? (hpa | PROT_UC) : 0;
 }

@@ -2,6 +2,7 @@
  * and dispatches through one table indexed by the basic exit reason (SDM Vol. 3D
  * appendix C). Each handler is small; an exit without a handler is reported clearly and
  * stops that CPU rather than guessing. */
+#include "apic.h"
 #include "msr.h"
 #include "vmx-x86vmx.h"
 #include "xmhf-hypapp.h"
@@ -13,10 +14,7 @@ static void inject_ud(struct vcpu *v)
     arch_guest_inject_exception(v, EXC_UD, false, 0);
 }
 
-static bool event_pending(void)
-{
-    return vmread32(VMCS_ENTRY_INTR_INFO) & INTR_INFO_VALID;
-}
+#define event_pending vmx_event_pending
 
 /* 27.1 / C: CPUID always exits in VMX non-root operation. The guest sees the processor
  * as it is, except that VMX is hidden (the hypervisor owns it) and OSXSAVE reflects the
@@ -153,7 +151,16 @@ static void exit_wrmsr(struct vcpu *v)
 {
     uint64_t *r = v->regs->r;
     uint64_t val = (r[R_DX] << 32) | (uint32_t)r[R_AX];
-    if (wrmsr_safe(v->cpu, (uint32_t)r[R_CX], val) != 0)
+    uint32_t msr = (uint32_t)r[R_CX];
+    if (msr == MSR_IA32_APIC_BASE) {
+        vmx_smpg_apic_base_write(v, val);
+        return;
+    }
+    if (msr == X2APIC_MSR(APIC_ICR_LO)) {
+        vmx_smpg_x2apic_icr_write(v, val);
+        return;
+    }
+    if (wrmsr_safe(v->cpu, msr, val) != 0)
         arch_guest_inject_exception(v, EXC_GP, true, 0);
     else
         vmx_skip_instruction(v);
@@ -182,6 +189,8 @@ static void exit_ept_violation(struct vcpu *v)
 {
     uint64_t q = vmreadN(VMCS_EXIT_QUALIFICATION);
     uint64_t gpa = vmread64(VMCS_GUEST_PHYS_ADDR);
+    if (vmx_smpg_apic_trap(v, gpa, q))
+        return;
     if (gpa_in_hypervisor(gpa, 1)) {
         /* "NMI unblocking due to IRET" (bit 12): the faulting IRET will run again, so NMI
          * blocking is restored as it was before it (27.2.3). */
@@ -218,7 +227,31 @@ static void exit_init(struct vcpu *v)
     printk("xmhf: CPU %u: INIT signal while the guest runs: ignored\n", v->cpu->idx);
 }
 
+/* An NMI exit (pin-based NMI exiting): the NMI is the guest's, owed to it. The exit
+ * leaves physical NMIs blocked until the host executes IRET; an IRET to the next
+ * instruction reopens them at once, so a second NMI is not held up until the next
+ * exit. Any other exception exit outside a step is not expected. */
+static void exit_exception_nmi(struct vcpu *v)
+{
+    uint32_t info = vmread32(VMCS_EXIT_INTR_INFO);
+    if ((info & (7u << 8)) != INTR_TYPE_NMI)
+        panic("CPU %u: unexpected exception exit, vector %u, guest rip %llx", v->cpu->idx,
+              info & 0xff, (unsigned long long)vmreadN(VMCS_GUEST_RIP));
+    v->cpu->nmi_pending++;
+    __asm__ volatile("mov %%rsp, %%rax\n\t"
+                     "pushq $0x10\n\tpushq %%rax\n\tpushfq\n\tpushq $0x08\n\t"
+                     "lea 1f(%%rip), %%rax\n\tpushq %%rax\n\tiretq\n1:" ::: "rax", "memory");
+}
+
+/* NMI-window exit: the guest can take an NMI now; vmx_nmi_prepare injects it. */
+static void exit_nmi_window(struct vcpu *v)
+{
+    (void)v;
+}
+
 static const exit_handler_t exit_table[EXIT_REASON_COUNT] = {
+    [EXIT_EXCEPTION_NMI] = exit_exception_nmi,
+    [EXIT_NMI_WINDOW] = exit_nmi_window,
     [EXIT_TRIPLE_FAULT] = exit_triple_fault,
     [EXIT_INIT] = exit_init,
     [EXIT_CPUID] = exit_cpuid,
@@ -253,16 +286,22 @@ void vmx_exit_handler(struct pcpu *c, struct gregs *g)
     uint32_t basic = reason & 0xffff;
     c->exits_total++;
     c->exits[basic < EXIT_STAT_SLOTS ? basic : EXIT_STAT_SLOTS - 1]++;
-    if ((reason & EXIT_REASON_ENTRY_FAIL) || basic >= EXIT_REASON_COUNT || !exit_table[basic])
+    if (reason & EXIT_REASON_ENTRY_FAIL)
         exit_unhandled(c, reason);
     /* An exit in the middle of delivering an event (27.2.4): unless the handler injects
      * something of its own, the event is delivered again on entry. */
     uint32_t vec = vmread32(VMCS_IDT_VECTORING_INFO);
-    exit_table[basic](&v);
+    if (vmx_of(c)->stepping && vmx_smpg_step_exit(&v, basic))
+        ;   /* the step's own exits: MTF, #DB, exceptions, interrupts */
+    else if (basic < EXIT_REASON_COUNT && exit_table[basic])
+        exit_table[basic](&v);
+    else
+        exit_unhandled(c, reason);
     if ((vec & INTR_INFO_VALID) && !event_pending()) {
         vmwrite32(VMCS_ENTRY_INTR_INFO, vec & ~(1u << 12));
         if (vec & INTR_INFO_ERRCODE)
             vmwrite32(VMCS_ENTRY_EXC_ERRCODE, vmread32(VMCS_IDT_VECTORING_ERRCODE));
         vmwrite32(VMCS_ENTRY_INSTR_LEN, vmread32(VMCS_EXIT_INSTR_LEN));
     }
+    vmx_nmi_prepare(c);
 }

@@ -1,6 +1,9 @@
 /* VM entry and exit (SDM Vol. 3C 27.5 "Loading Host State": on an exit the processor
  * loads RSP/RIP from the VMCS host fields and leaves every general register with the
  * guest's value, so the stub saves them first). The frame is struct gregs. */
+#define PCPU_LAUNCH_RSP 8
+#define PCPU_NMI_HOST   16
+
     .text
     .code64
 
@@ -42,8 +45,9 @@
     pop %r15
     .endm
 
-/* void vmx_launch(struct gregs *g): the guest's first entry; returns only if VMLAUNCH
- * fails (VM-instruction error in the VMCS). The host stack is HOST_RSP from then on. */
+/* void vmx_launch(struct gregs *g): a guest CPU's first entry; returns only if
+ * VMLAUNCH fails (VM-instruction error in the VMCS). The host stack is HOST_RSP from
+ * then on. NMIs owed before the first entry were the hypervisor's own (wake-ups). */
     .globl vmx_launch
 vmx_launch:
     push %rbx
@@ -52,11 +56,11 @@ vmx_launch:
     push %r13
     push %r14
     push %r15
-    mov %rsp, %gs:8         /* pcpu.launch_rsp: every GPR is the guest's after LOAD_GUEST */
+    mov %rsp, %gs:PCPU_LAUNCH_RSP   /* every GPR is the guest's after LOAD_GUEST */
     mov %rdi, %rsp
     LOAD_GUEST
     vmlaunch
-    mov %gs:8, %rsp
+    mov %gs:PCPU_LAUNCH_RSP, %rsp
     pop %r15
     pop %r14
     pop %r13
@@ -71,11 +75,27 @@ vmx_exit_entry:
     mov %gs:0, %rdi         /* struct pcpu * (HOST_GS_BASE) */
     mov %rsp, %rsi
     call vmx_exit_handler
+resume:
     LOAD_GUEST
+/* From here to VMRESUME only memory operands: an NMI in the host after the handler
+ * decided what to inject would otherwise wait for the next exit. The NMI handler moves
+ * an interrupted RIP back to the start of this window. */
+    .globl entry_nmi_window_start, entry_nmi_window_end
+entry_nmi_window_start:
+    cmpq $0, %gs:PCPU_NMI_HOST
+    jne nmi_arrived
     vmresume
+entry_nmi_window_end:
     /* VMRESUME failed: the guest state is in the VMCS, the error too. */
+    SAVE_GUEST
     mov %gs:0, %rdi
     call vmx_resume_failed
 1:  cli
     hlt
     jmp 1b
+
+nmi_arrived:
+    SAVE_GUEST
+    mov %gs:0, %rdi
+    call vmx_nmi_prepare
+    jmp resume

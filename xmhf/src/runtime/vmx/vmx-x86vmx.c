@@ -1,8 +1,13 @@
 /* VMX bring-up, the VMCS, and the guest's first entry (SDM Vol. 3C chapter 24 "Virtual
  * Machine Control Structures", 31.5 "VMM Setup & Tear Down", 26.3 "Checking and
  * Loading Guest State" for the real-mode state an unrestricted guest may enter with). */
+#include "apic.h"
 #include "msr.h"
 #include "vmx-x86vmx.h"
+
+#ifndef XMHF_SINGLESTEP
+#define XMHF_SINGLESTEP 0
+#endif
 
 const char *const arch_name = "VMX";
 
@@ -43,11 +48,15 @@ static int check_caps(struct pcpu *c, struct vmx_cpu *x)
         return -1;
     }
     bool true_ctls = rdmsr(MSR_IA32_VMX_BASIC) & VMX_BASIC_TRUE_CTLS;
-    if (adjust(c, true_ctls ? MSR_IA32_VMX_TRUE_PINBASED : MSR_IA32_VMX_PINBASED, 0, 0,
-               &x->pin, "pin-based") ||
-        adjust(c, true_ctls ? MSR_IA32_VMX_TRUE_PROCBASED : MSR_IA32_VMX_PROCBASED,
-               PROC_SECONDARY | PROC_MSR_BITMAP, PROC_SECONDARY | PROC_MSR_BITMAP,
-               &x->proc, "processor-based") ||
+    uint32_t proc_msr = true_ctls ? MSR_IA32_VMX_TRUE_PROCBASED : MSR_IA32_VMX_PROCBASED;
+    /* NMI exiting with virtual NMIs: every NMI passes through the hypervisor, which
+     * holds it during a step and injects it when the guest can take it. */
+    if (adjust(c, true_ctls ? MSR_IA32_VMX_TRUE_PINBASED : MSR_IA32_VMX_PINBASED,
+               PIN_NMI_EXIT | PIN_VIRTUAL_NMI, PIN_NMI_EXIT | PIN_VIRTUAL_NMI,
+               &x->pin, "pin-based (NMI exiting, virtual NMIs)") ||
+        adjust(c, proc_msr, PROC_SECONDARY | PROC_MSR_BITMAP | PROC_NMI_WINDOW,
+               PROC_SECONDARY | PROC_MSR_BITMAP | PROC_NMI_WINDOW, &x->proc,
+               "processor-based (secondary controls, MSR bitmaps, NMI-window exiting)") ||
         adjust(c, MSR_IA32_VMX_PROCBASED2,
                PROC2_EPT | PROC2_UNRESTRICTED | PROC2_RDTSCP | PROC2_INVPCID | PROC2_XSAVES,
                PROC2_EPT | PROC2_UNRESTRICTED, &x->proc2,
@@ -60,7 +69,21 @@ static int check_caps(struct pcpu *c, struct vmx_cpu *x)
         return -1;
     /* The guest starts in real mode with paging off; these are set at launch. */
     x->entry &= ~ENTRY_IA32E_GUEST;
-    x->proc &= ~(PROC_CR3_LOAD | PROC_CR3_STORE | PROC_HLT_EXIT | PROC_UNCOND_IO);
+    x->proc &= ~(PROC_CR3_LOAD | PROC_CR3_STORE | PROC_HLT_EXIT | PROC_UNCOND_IO | PROC_NMI_WINDOW);
+    x->pin &= ~PIN_EXTINT_EXIT;
+    /* The step mechanism: the monitor trap flag where the allowed-1 settings offer it
+     * (XMHF64 met nested-KVM hosts without it), else RFLAGS.TF + #DB. */
+    bool have_mtf = (rdmsr(proc_msr) >> 32) & PROC_MTF;
+    x->mtf = XMHF_SINGLESTEP == 1 || (XMHF_SINGLESTEP == 0 && have_mtf);
+    if (x->mtf && !have_mtf) {
+        printk("xmhf: CPU %u: built with --with-singlestep=mtf but this CPU has no monitor "
+               "trap flag\n", c->idx);
+        return -1;
+    }
+    if (!(rdmsr(MSR_IA32_VMX_EPT_VPID_CAP) & EPTCAP_INVEPT_ALL)) {
+        printk("xmhf: CPU %u: INVEPT (all contexts) is missing\n", c->idx);
+        return -1;
+    }
     uint64_t ept = rdmsr(MSR_IA32_VMX_EPT_VPID_CAP);
     if ((ept & (EPTCAP_WALK4 | EPTCAP_WB | EPTCAP_2M)) != (EPTCAP_WALK4 | EPTCAP_WB | EPTCAP_2M)) {
         printk("xmhf: CPU %u: EPT lacks 4-level walks, write-back tables or 2 MiB pages (cap %llx)\n",
@@ -104,20 +127,23 @@ int arch_cpu_init(struct pcpu *c)
         return -1;
     }
     spin_lock(&msr_bitmap_lock);
-    if (!msr_bitmap)
+    if (!msr_bitmap) {
+        /* 24.6.9: write bitmap for MSRs 0-1fff at offset 0x800. Intercepted: writes to
+         * IA32_APIC_BASE (the trap follows the APIC) and the x2APIC ICR. */
         msr_bitmap = page_alloc(&msr_bitmap_pa);
+        msr_bitmap[0x800 + MSR_IA32_APIC_BASE / 8] |= 1u << (MSR_IA32_APIC_BASE % 8);
+        msr_bitmap[0x800 + X2APIC_MSR(APIC_ICR_LO) / 8] |= 1u << (X2APIC_MSR(APIC_ICR_LO) % 8);
+    }
     spin_unlock(&msr_bitmap_lock);
-    printk("xmhf: CPU %u (APIC ID %u): VMX on, controls pin %x proc %x proc2 %x\n", c->idx,
-           c->apic_id, x->pin, x->proc, x->proc2);
+    printk("xmhf: CPU %u (APIC ID %u): VMX on, APIC accesses single-stepped by %s\n", c->idx,
+           c->apic_id, x->mtf ? "the monitor trap flag" : "RFLAGS.TF + #DB (no monitor trap flag)");
     return 0;
 }
 
-/* Halted with interrupts off: only NMI, INIT or SMI wake a parked AP (the guest-SMP
- * code of the next stage sends it what it needs). */
+/* Halted with interrupts off until the guest starts this CPU (smpguest.c). */
 __noreturn void arch_park_ap(struct pcpu *c)
 {
-    (void)c;
-    halt_forever();
+    arch_launch_ap_guest(c, smpg_ap_wait_for_sipi(c));
 }
 
 static void vmcs_host_state(struct pcpu *c)
@@ -164,7 +190,7 @@ static void vmcs_controls(struct vmx_cpu *x)
     vmwrite32(VMCS_ENTRY_MSR_LOAD_COUNT, 0);
     vmwrite32(VMCS_ENTRY_INTR_INFO, 0);
     vmwrite64(VMCS_MSR_BITMAP, msr_bitmap_pa);
-    vmwrite64(VMCS_EPT_POINTER, g_eptp);
+    vmwrite64(VMCS_EPT_POINTER, x->eptp);
     vmwrite64(VMCS_TSC_OFFSET, 0);
     if (x->proc2 & PROC2_XSAVES)
         vmwrite64(VMCS_XSS_EXIT_BITMAP, 0);
@@ -222,18 +248,30 @@ static void vmcs_guest_realmode(struct vmx_cpu *x, uint16_t cs_sel, uint64_t rip
     vmwriteN(VMCS_GUEST_SYSENTER_EIP, 0);
 }
 
-__noreturn void arch_launch_bsp_guest(struct pcpu *c)
+static __noreturn void launch(struct pcpu *c, uint16_t cs, uint64_t rip, uint64_t rdx)
 {
     struct vmx_cpu *x = vmx_of(c);
+    vmx_smpg_cpu_setup(c);
     vmcs_host_state(c);
     vmcs_controls(x);
-    vmcs_guest_realmode(x, 0, 0x7c00);
+    vmcs_guest_realmode(x, cs, rip);
     memset(&x->launch_regs, 0, sizeof(x->launch_regs));
-    x->launch_regs.r[R_DX] = g_bp->opts.boot_drive;
+    x->launch_regs.r[R_DX] = rdx;
     /* EPT entries may have been cached while the tables were being built. */
     invept_all();
     vmx_launch(&x->launch_regs);
     panic("CPU %u: VMLAUNCH failed, VM-instruction error %u", c->idx, vmread32(VMCS_VM_INSTR_ERROR));
+}
+
+__noreturn void arch_launch_bsp_guest(struct pcpu *c)
+{
+    launch(c, 0, 0x7c00, g_bp->opts.boot_drive);
+}
+
+/* The AP's guest as after INIT and STARTUP: real mode at vector:0000 (SDM 9.4.4.1). */
+__noreturn void arch_launch_ap_guest(struct pcpu *c, uint32_t sipi_vector)
+{
+    launch(c, (uint16_t)(sipi_vector << 8), 0, 0);
 }
 
 __noreturn void vmx_resume_failed(struct pcpu *c)

@@ -10,11 +10,37 @@ struct vmx_cpu {
     uint64_t cr0_fixed0, cr0_fixed1, cr4_fixed0, cr4_fixed1;
     uint64_t cr0_guest_fixed0;                  /* fixed0 without PE/PG (unrestricted guest) */
     struct gregs launch_regs;
+    uint64_t eptp;                              /* this CPU's root: its own APIC hole */
+    uint64_t *ept[4];                           /* private PML4, PDPT, PD, PT down to it */
+    uint64_t ept_pa[4];
+    uint64_t apic_gpa;                          /* trapped xAPIC page; 0: none (off, x2APIC) */
+    uint64_t path_gpa;                          /* the page the private path leads to */
+    uint32_t *capture;                          /* ICR writes land here during a step */
+    uint64_t capture_pa;
+    bool mtf;                                   /* step with MTF, else RFLAGS.TF + #DB */
+    bool nmi_window;                            /* NMI-window exiting requested */
+    /* The step in progress (smpg-x86vmx.c). */
+    bool stepping, step_write, step_capture, step_sti, step_extint, step_guest_tf;
+    uint32_t step_off;
+    uint64_t step_rip;
+    uint32_t saved_exc_bitmap;
 };
 static inline struct vmx_cpu *vmx_of(struct pcpu *c) { return c->arch_page[2]; }
 
-extern uint64_t g_eptp;
 int vmx_ept_map_lazy(uint64_t gpa);
+void vmx_ept_private_init(struct vmx_cpu *x);
+int vmx_ept_private_build(struct vmx_cpu *x, uint64_t apic_gpa);
+void vmx_ept_apic_entry(struct vmx_cpu *x, uint64_t hpa);
+
+/* smpg-x86vmx.c */
+void vmx_smpg_cpu_setup(struct pcpu *c);
+bool vmx_smpg_apic_trap(struct vcpu *v, uint64_t gpa, uint64_t qual);
+bool vmx_smpg_step_exit(struct vcpu *v, uint32_t basic);
+void vmx_smpg_apic_base_write(struct vcpu *v, uint64_t val);
+void vmx_smpg_x2apic_icr_write(struct vcpu *v, uint64_t val);
+void vmx_nmi_prepare(struct pcpu *c);
+void vmx_write_proc(struct vmx_cpu *x);
+bool vmx_event_pending(void);
 
 void vmx_skip_instruction(struct vcpu *v);
 void vmx_exit_handler(struct pcpu *c, struct gregs *g);

@@ -1,0 +1,28 @@
+/* Guest linear -> guest-physical translation through the guest's own page tables, for
+ * the hypervisor's instruction fetches and decodes when the processor gives no help
+ * (AMD without decode assists). Formats: AMD APM Vol. 2, 5.2 "Legacy-Mode Page
+ * Translation" (32-bit, PSE/PSE-36), 5.3 "Long-Mode Page Translation" (PAE and 4/5-level)
+ * and Intel SDM Vol. 3A 4.3-4.5, which agree.
+ *
+ * Pure logic: table memory is read through a callback. Only presence is checked (the
+ * instruction was just fetched by the processor, so permissions held); A/D bits are not
+ * set. */
+#ifndef XMHF_GWALK_H
+#define XMHF_GWALK_H
+#include <stdint.h>
+
+struct gwalk {
+    uint64_t cr0, cr3, cr4, efer;
+    /* Reads n bytes of guest-physical memory at gpa; 0 on success. */
+    int (*read)(void *ctx, uint64_t gpa, void *buf, unsigned n);
+    void *ctx;
+};
+
+/* The guest-physical address of linear address la: 0 and *gpa, or -1 when an entry on
+ * the way is not present or cannot be read. With CR0.PG clear, la's low 32 bits. */
+int gwalk_translate(const struct gwalk *g, uint64_t la, uint64_t *gpa);
+
+/* Reads n bytes at guest linear address la (crossing pages as needed); 0 or -1. */
+int gwalk_read(const struct gwalk *g, uint64_t la, void *buf, unsigned n);
+
+#endif

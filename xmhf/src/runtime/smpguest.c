@@ -1,0 +1,103 @@
+/* Guest SMP policy, shared by the VMX and SVM halves: what a captured ICR write means.
+ * INIT and STARTUP IPIs never reach the hardware: the hypervisor owns the real APs, so
+ * it plays their part (SDM Vol. 3A 9.4.4 "MP Initialization Example": INIT puts an AP
+ * into wait-for-SIPI, a STARTUP starts it in real mode at vector << 12, a STARTUP to a
+ * CPU not waiting for one is ignored). Every other ICR write is forwarded unchanged. */
+#include "apic.h"
+#include "icr.h"
+#include "msr.h"
+#include "xmhf.h"
+
+/* Wakes a parked AP: NMI is the one interrupt that ends HLT with interrupts off. The AP
+ * may be between its check and its HLT when the first one lands, so repeat until it
+ * acknowledges by leaving GUEST_CPU_STARTING. */
+static void wake_ap(struct pcpu *t)
+{
+    for (unsigned tries = 0; tries < 1000 && t->guest_state == GUEST_CPU_STARTING; tries++) {
+        lapic_send_ipi_raw(t->apic_id, ICR_DM_NMI | ICR_LEVEL_ASSERT);
+        for (unsigned i = 0; i < 2000 && t->guest_state == GUEST_CPU_STARTING; i++)
+            cpu_pause();
+    }
+    if (t->guest_state == GUEST_CPU_STARTING)
+        printk("xmhf: CPU %u did not answer its start request\n", t->idx);
+}
+
+static void deliver_init(struct pcpu *from, struct pcpu *t)
+{
+    if (t->state != PCPU_VMX_ON) {
+        printk("xmhf: INIT for CPU %u, which the hypervisor could not take over: dropped\n", t->idx);
+        return;
+    }
+    if (t->guest_state == GUEST_CPU_RUNNING) {
+        /* Resetting a running guest CPU needs the target's cooperation (it owns its
+         * VMCS); not supported yet, and saying so beats a silent reset of the wrong kind. */
+        printk("xmhf: CPU %u: INIT to running CPU %u ignored\n", from->idx, t->idx);
+        return;
+    }
+    if (t->guest_state == GUEST_CPU_RESET)
+        t->guest_state = GUEST_CPU_WAIT_SIPI;
+}
+
+static void deliver_sipi(struct pcpu *t, uint32_t vector)
+{
+    uint32_t expect = GUEST_CPU_WAIT_SIPI;
+    if (!__atomic_compare_exchange_n(&t->guest_state, &expect, GUEST_CPU_STARTING, false,
+                                     __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+        return;     /* not waiting for a STARTUP: ignored, as by the hardware */
+    t->sipi_vector = vector;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    wake_ap(t);
+}
+
+static void forward(uint64_t raw, bool x2apic)
+{
+    if (x2apic) {
+        wrmsr(X2APIC_MSR(APIC_ICR_LO), raw);
+        return;
+    }
+    lapic_send_ipi_raw((uint32_t)(raw >> 56), (uint32_t)raw);
+}
+
+void smpg_icr_write(struct vcpu *v, uint64_t raw, bool x2apic)
+{
+    struct pcpu *c = v->cpu;
+    struct icr_cmd cmd;
+    struct apic_view view[MAX_CPUS];
+    if (x2apic)
+        icr_decode_x2apic(raw, &cmd);
+    else
+        icr_decode_xapic((uint32_t)raw, (uint32_t)(raw >> 32), &cmd);
+    c->stats[STAT_ICR_CAPTURED]++;
+    enum icr_action act = icr_classify(&cmd);
+    if (act == ICR_FORWARD) {
+        forward(raw, x2apic);
+        return;
+    }
+    if (act != ICR_INIT && act != ICR_STARTUP)
+        return;     /* INIT de-assert resets nobody; invalid combinations do nothing */
+    for (uint32_t i = 0; i < g_ncpus; i++) {
+        view[i].apic_id = g_pcpu[i]->apic_id;
+        view[i].ldr = g_pcpu[i]->apic_ldr;
+        view[i].dfr = g_pcpu[i]->apic_dfr;
+    }
+    uint64_t targets = icr_targets(&cmd, x2apic, view, g_ncpus, c->idx);
+    c->stats[STAT_INIT_SIPI]++;
+    for (uint32_t i = 0; i < g_ncpus; i++) {
+        if (!(targets >> i & 1) || i == c->idx)
+            continue;
+        if (act == ICR_INIT)
+            deliver_init(c, g_pcpu[i]);
+        else
+            deliver_sipi(g_pcpu[i], cmd.vector);
+    }
+}
+
+uint32_t smpg_ap_wait_for_sipi(struct pcpu *c)
+{
+    while (c->guest_state != GUEST_CPU_STARTING)
+        __asm__ volatile("cli; hlt" ::: "memory");
+    /* The wake-up NMIs were the hypervisor's, not the guest's. */
+    __atomic_store_n(&c->nmi_host, 0, __ATOMIC_SEQ_CST);
+    c->nmi_pending = 0;
+    return c->sipi_vector;
+}

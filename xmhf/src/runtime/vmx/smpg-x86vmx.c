@@ -1,0 +1,279 @@
+/* Guest SMP on Intel: the guest's xAPIC page is missing from this CPU's EPT, so each
+ * access exits (EPT violation); the one instruction is then single-stepped against the
+ * real APIC page (reads, other writes) or a per-CPU capture page (the ICR), and the
+ * mapping is withdrawn again at the end of the step. DESIGN.md section 4.
+ *
+ * The step, and why each part is there:
+ *  - Monitor trap flag where IA32_VMX_PROCBASED_CTLS allows it (SDM 26.5.2 "Monitor
+ *    Trap Flag"): the MTF exit comes after exactly one instruction and the guest's
+ *    RFLAGS are untouched. Otherwise RFLAGS.TF + the #DB intercept, with the guest's own
+ *    TF kept aside and its own #DB handed back.
+ *  - Interrupts are held off for the step without touching RFLAGS.IF: with MTF by
+ *    STI blocking for one instruction (interruptibility state, SDM 24.4.2); with TF by
+ *    external-interrupt exiting, an interrupt first undoing the step (the guest takes
+ *    the interrupt, the instruction traps again later). An interrupt delivered inside
+ *    the step would run the guest's handler with the APIC page mapped.
+ *  - NMIs exit (pin-based NMI exiting) and are only counted during the step; they are
+ *    injected afterwards, one per NMI window (virtual NMIs), so none is lost or doubled.
+ *  - Every exception is intercepted during the step (exception bitmap all ones): if
+ *    the instruction faults, the mapping goes first, then the exception (vector, error
+ *    code, CR2) is delivered to the guest as the hardware would have.
+ *  - Only the stepping CPU's private page table maps the page, and INVEPT follows each
+ *    removal, so no other CPU and no later instruction sees it. */
+#include "apic.h"
+#include "ept.h"
+#include "msr.h"
+#include "vmx-x86vmx.h"
+
+#ifndef XMHF_SINGLESTEP
+#define XMHF_SINGLESTEP 0   /* 0 auto, 1 force MTF, 2 force TF (configure --with-singlestep) */
+#endif
+
+#define ICR_PAGE_OFF(off) (((off) & ~0x1fu) == APIC_ICR_LO)  /* 0x300-0x31f: ICR low and high */
+#define DBG_BS (1ull << 14)  /* DR6 / exit-qualification single-step bit */
+
+const char *g_step_method = "none";
+
+bool vmx_event_pending(void)
+{
+    return vmread32(VMCS_ENTRY_INTR_INFO) & INTR_INFO_VALID;
+}
+
+void vmx_write_proc(struct vmx_cpu *x)
+{
+    uint32_t p = x->proc;
+    if (x->nmi_window)
+        p |= PROC_NMI_WINDOW;
+    if (x->stepping && x->mtf)
+        p |= PROC_MTF;
+    vmwrite32(VMCS_PROC_CTLS, p);
+}
+
+static uint64_t guest_apic_page(void)
+{
+    uint64_t base = rdmsr(MSR_IA32_APIC_BASE);
+    if (!(base & APIC_BASE_EN) || (base & APIC_BASE_EXTD))
+        return 0;
+    return base & APIC_BASE_ADDR;
+}
+
+/* Called by each CPU before its guest's first entry. */
+void vmx_smpg_cpu_setup(struct pcpu *c)
+{
+    struct vmx_cpu *x = vmx_of(c);
+    x->capture = page_alloc(&x->capture_pa);
+    vmx_ept_private_init(x);
+    if (vmx_ept_private_build(x, guest_apic_page()) != 0)
+        panic("CPU %u: cannot trap the APIC page", c->idx);
+    g_step_method = x->mtf ? "monitor trap flag" : "RFLAGS.TF + #DB";
+}
+
+/* The EPT violation on the APIC page: begin the step. Returns false when gpa is not
+ * this CPU's APIC page. */
+bool vmx_smpg_apic_trap(struct vcpu *v, uint64_t gpa, uint64_t qual)
+{
+    struct vmx_cpu *x = vmx_of(v->cpu);
+    if (!x->apic_gpa || (gpa & ~0xfffull) != x->apic_gpa)
+        return false;
+    x->step_off = gpa & 0xfff;
+    x->step_write = qual & EPTV_WRITE;
+    x->step_capture = ICR_PAGE_OFF(x->step_off);
+    x->step_rip = vmreadN(VMCS_GUEST_RIP);
+    /* Not present -> present needs no INVEPT: not-present entries are never cached. */
+    vmx_ept_apic_entry(x, x->step_capture ? x->capture_pa : x->apic_gpa);
+    x->saved_exc_bitmap = vmread32(VMCS_EXCEPTION_BITMAP);
+    vmwrite32(VMCS_EXCEPTION_BITMAP, 0xffffffffu);
+
+    uint64_t rflags = vmreadN(VMCS_GUEST_RFLAGS);
+    uint32_t intr = vmread32(VMCS_GUEST_INTERRUPTIBILITY);
+    bool vectoring = vmread32(VMCS_IDT_VECTORING_INFO) & INTR_INFO_VALID;
+    x->step_sti = x->step_extint = false;
+    if (x->mtf) {
+        /* STI blocking is only legal with IF = 1 and no event being injected (26.3.1.5). */
+        if ((rflags & RFLAGS_IF) && !(intr & (INTERRUPTIBILITY_STI | INTERRUPTIBILITY_MOVSS)) &&
+            !vectoring) {
+            intr |= INTERRUPTIBILITY_STI;
+            x->step_sti = true;
+        }
+    } else {
+        x->step_guest_tf = rflags & RFLAGS_TF;
+        vmwriteN(VMCS_GUEST_RFLAGS, rflags | RFLAGS_TF);
+        /* With TF set, STI/MOV SS blocking would demand a pending #DB at entry (26.3.1.5);
+         * the step holds interrupts off by itself. */
+        intr &= ~(INTERRUPTIBILITY_STI | INTERRUPTIBILITY_MOVSS);
+        if (rflags & RFLAGS_IF) {
+            vmwrite32(VMCS_PIN_CTLS, x->pin | PIN_EXTINT_EXIT);
+            x->step_extint = true;
+        }
+    }
+    vmwrite32(VMCS_GUEST_INTERRUPTIBILITY, intr);
+    x->stepping = true;
+    vmx_write_proc(x);
+    return true;
+}
+
+/* Ends the step: the page leaves the private table (then INVEPT, so no cached
+ * translation outlives it), the controls go back, and a completed ICR write is acted on. */
+static void step_finish(struct vcpu *v, bool executed)
+{
+    struct pcpu *c = v->cpu;
+    struct vmx_cpu *x = vmx_of(c);
+    vmx_ept_apic_entry(x, 0);
+    invept_all();
+    x->stepping = false;
+    vmwrite32(VMCS_EXCEPTION_BITMAP, x->saved_exc_bitmap);
+    vmx_write_proc(x);
+    if (x->step_extint)
+        vmwrite32(VMCS_PIN_CTLS, x->pin);
+    if (!x->mtf && !x->step_guest_tf)
+        vmwriteN(VMCS_GUEST_RFLAGS, vmreadN(VMCS_GUEST_RFLAGS) & ~RFLAGS_TF);
+    if (!executed)
+        return;
+    c->stats[STAT_STEPS_DONE]++;
+    volatile uint32_t *apic = phys_to_virt(x->apic_gpa);
+    if (x->step_capture && x->step_write && (x->step_off & ~0xfu) == APIC_ICR_LO) {
+        uint32_t lo = x->capture[APIC_ICR_LO / 4], hi = x->capture[APIC_ICR_HI / 4];
+        /* Handled before the guest runs again, so its delivery-status poll reads idle. */
+        x->capture[APIC_ICR_LO / 4] = lo & ~ICR_DELIVERY_PENDING;
+        smpg_icr_write(v, (uint64_t)hi << 32 | lo, false);
+    } else if (x->step_write && (x->step_off == APIC_LDR || x->step_off == APIC_DFR)) {
+        c->apic_ldr = apic[APIC_LDR / 4];
+        c->apic_dfr = apic[APIC_DFR / 4];
+    }
+}
+
+/* An exception the stepped instruction raised, after the step is undone: delivered to
+ * the guest as the processor would have (SDM 27.2.2 for the exit information; CR2 is
+ * not written by a #PF VM exit, the qualification holds the address). */
+static void redeliver_exception(uint32_t info)
+{
+    unsigned vector = info & 0xff;
+    if (vector == EXC_PF)
+        write_cr2(vmreadN(VMCS_EXIT_QUALIFICATION));
+    if (info & (1u << 12))  /* NMI unblocking due to IRET: the IRET did not complete */
+        vmwrite32(VMCS_GUEST_INTERRUPTIBILITY,
+                  vmread32(VMCS_GUEST_INTERRUPTIBILITY) | INTERRUPTIBILITY_NMI);
+    uint32_t entry = INTR_INFO_VALID | (info & (0x7u << 8)) | vector;
+    if (info & INTR_INFO_ERRCODE) {
+        entry |= INTR_INFO_ERRCODE;
+        vmwrite32(VMCS_ENTRY_EXC_ERRCODE, vmread32(VMCS_EXIT_INTR_ERRCODE));
+    }
+    if (((info >> 8) & 7) >= 4)     /* software exception: INT3/INTO need the length */
+        vmwrite32(VMCS_ENTRY_INSTR_LEN, vmread32(VMCS_EXIT_INSTR_LEN));
+    vmwrite32(VMCS_ENTRY_INTR_INFO, entry);
+}
+
+/* A debug exception during the step: the single-step trap that ends a TF step, or the
+ * guest's own (its TF, data breakpoints). Whatever belongs to the guest goes back to it
+ * through the pending-debug-exceptions field, which makes the processor deliver a #DB
+ * with DR6 set right at the next entry (SDM 26.6.3). */
+static void step_debug(struct vcpu *v, struct vmx_cpu *x)
+{
+    uint64_t q = vmreadN(VMCS_EXIT_QUALIFICATION) & (DBG_BS | 0xf);
+    bool executed = vmreadN(VMCS_GUEST_RIP) != x->step_rip || (q & DBG_BS);
+    bool guest_tf = x->mtf ? (vmreadN(VMCS_GUEST_RFLAGS) & RFLAGS_TF) : x->step_guest_tf;
+    step_finish(v, executed);
+    if (!guest_tf)
+        q &= ~DBG_BS;
+    if (q)
+        vmwriteN(VMCS_GUEST_PENDING_DBG, vmreadN(VMCS_GUEST_PENDING_DBG) | q);
+}
+
+/* Exits while a step is in progress. Returns true when the exit is fully handled;
+ * false: the step is over and the exit goes through the normal dispatch. */
+bool vmx_smpg_step_exit(struct vcpu *v, uint32_t basic)
+{
+    struct vmx_cpu *x = vmx_of(v->cpu);
+    if (basic == EXIT_MTF) {
+        step_finish(v, vmreadN(VMCS_GUEST_RIP) != x->step_rip);
+        return true;
+    }
+    if (basic == EXIT_EXCEPTION_NMI) {
+        uint32_t info = vmread32(VMCS_EXIT_INTR_INFO);
+        if ((info & (7u << 8)) == INTR_TYPE_NMI)
+            return false;                   /* held: counted by the normal handler */
+        if ((info & 0xff) == EXC_DB) {
+            step_debug(v, x);
+            return true;
+        }
+        step_finish(v, false);
+        v->cpu->stats[STAT_STEPS_FAULTED]++;
+        redeliver_exception(info);
+        return true;
+    }
+    if (basic == EXIT_EXTINT) {
+        /* TF mode: the interrupt came before the instruction ran. Undo the step; the
+         * guest takes the interrupt, and the access traps again when it runs. */
+        step_finish(v, false);
+        v->cpu->stats[STAT_STEPS_CANCELLED]++;
+        return true;
+    }
+    /* Anything else (say an EPT violation on the other operand): the instruction did
+     * not complete; undo the step and handle the exit as usual. */
+    step_finish(v, false);
+    v->cpu->stats[STAT_STEPS_CANCELLED]++;
+    return false;
+}
+
+/* WRMSR to IA32_APIC_BASE (SDM 11.4.4): relocation, disable, x2APIC. The write is
+ * the guest's to make; the trap follows the page. */
+void vmx_smpg_apic_base_write(struct vcpu *v, uint64_t val)
+{
+    struct vmx_cpu *x = vmx_of(v->cpu);
+    uint32_t r[4];
+    cpuid(0x80000008, 0, r);
+    uint64_t valid = (APIC_BASE_ADDR & ((1ull << (r[0] & 0xff)) - 1)) | APIC_BASE_BSP |
+                     APIC_BASE_EXTD | APIC_BASE_EN;
+    if ((val & ~valid) || gpa_in_hypervisor(val & APIC_BASE_ADDR, PAGE_SIZE_4K) ||
+        wrmsr_safe(v->cpu, MSR_IA32_APIC_BASE, val) != 0) {
+        arch_guest_inject_exception(v, EXC_GP, true, 0);
+        return;
+    }
+    uint64_t page = guest_apic_page();
+    if (page != x->apic_gpa) {
+        if (vmx_ept_private_build(x, page) != 0) {
+            printk("xmhf: CPU %u: APIC page %llx cannot be trapped\n", v->cpu->idx,
+                   (unsigned long long)page);
+            vmx_ept_private_build(x, 0);
+        }
+        vmwrite64(VMCS_EPT_POINTER, x->eptp);
+        invept_all();
+    }
+    vmx_skip_instruction(v);
+}
+
+/* x2APIC: the ICR is MSR 0x830 (SDM 11.12.9); only its writes are intercepted. */
+void vmx_smpg_x2apic_icr_write(struct vcpu *v, uint64_t val)
+{
+    if (!(rdmsr(MSR_IA32_APIC_BASE) & APIC_BASE_EXTD)) {
+        arch_guest_inject_exception(v, EXC_GP, true, 0);   /* x2APIC MSRs fault in xAPIC mode */
+        return;
+    }
+    smpg_icr_write(v, val, true);
+    vmx_skip_instruction(v);
+}
+
+/* Before every entry: NMIs taken in the host become the guest's; one is injected when
+ * the guest can take it, else NMI-window exiting asks for the moment it can (SDM
+ * 26.3.1.5 forbids injecting an NMI under virtual-NMI or MOV SS blocking). Never while
+ * a step is in progress: the step's instruction must run first. */
+void vmx_nmi_prepare(struct pcpu *c)
+{
+    struct vmx_cpu *x = vmx_of(c);
+    c->nmi_pending += __atomic_exchange_n(&c->nmi_host, 0, __ATOMIC_SEQ_CST);
+    bool want = false;
+    if (c->nmi_pending && !x->stepping) {
+        uint32_t intr = vmread32(VMCS_GUEST_INTERRUPTIBILITY);
+        if (!vmx_event_pending() && !(intr & (INTERRUPTIBILITY_NMI | INTERRUPTIBILITY_MOVSS |
+                                              INTERRUPTIBILITY_STI))) {
+            vmwrite32(VMCS_ENTRY_INTR_INFO, INTR_INFO_VALID | INTR_TYPE_NMI | EXC_NMI);
+            c->nmi_pending--;
+            c->stats[STAT_NMIS_DELIVERED]++;
+        }
+        want = c->nmi_pending != 0;
+    }
+    if (want != x->nmi_window) {
+        x->nmi_window = want;
+        vmx_write_proc(x);
+    }
+}
