@@ -96,7 +96,11 @@ uint32_t smpg_ap_wait_for_sipi(struct pcpu *c)
 {
     while (c->guest_state != GUEST_CPU_STARTING)
         __asm__ volatile("cli; hlt" ::: "memory");
-    /* The wake-up NMIs were the hypervisor's, not the guest's. */
+    c->guest_state = GUEST_CPU_RUNNING;
+    /* The wake-up NMIs were the hypervisor's, not the guest's: let any still in flight
+     * (the waker stops sending once it sees RUNNING) land before forgetting them. */
+    for (unsigned i = 0; i < 20000; i++)
+        cpu_pause();
     __atomic_store_n(&c->nmi_host, 0, __ATOMIC_SEQ_CST);
     c->nmi_pending = 0;
     return c->sipi_vector;
