@@ -76,6 +76,22 @@ check:
 	$(MAKE) all guest
 	tools/check.sh
 
+# Figures, not pass/fail: boot path length and APIC-access costs in guest TSC ticks.
+$(B)/boottime.bin: tests/boottime/boottime.S
+	@mkdir -p $(B)
+	$(CC) -c -o $(B)/boottime.o $<
+	ld -m elf_x86_64 -Ttext=0x7c00 --oformat binary -o $@ $(B)/boottime.o
+
+bench: all guest $(B)/boottime.bin
+	tools/deps.sh check
+	tools/build-bochs3.sh >/dev/null
+	@for n in 1 4; do \
+	  .jenkins/test2.py --emulator bochs --smp $$n --guest $(B)/boottime.bin \
+	    --guest-done 'boottime: done' --work-dir $(B)/bench-boot-$$n >/dev/null 2>&1 || echo "boot-time run failed"; \
+	  echo "boot time, Bochs 3.0, $$n CPU(s): $$(grep -a -h -E 'TSC .* at init entry|boottime: tsc' $(B)/bench-boot-$$n/serial.log | tr -d '\r' | tr '\n' ' ')"; \
+	done
+	@if [ -x tools/bench.sh ]; then tools/bench.sh; fi
+
 clean:
 	rm -rf $(B) init-x86-amd64.bin hypervisor-x86-amd64.bin.gz
 	-$(MAKE) -C tests/unit clean

@@ -31,13 +31,14 @@ struct bootparams {
     uint64_t heap_base;     /* physical [heap_base, region_base + region_size) */
     uint64_t pml4_phys;     /* host page tables built by init */
     uint64_t guest_size;    /* bytes copied to 0x7c00 */
+    uint64_t tsc_init;      /* TSC when init started: boot-time accounting */
     struct xmhf_bootopts opts;
     _Alignas(8) char cmdline[CMDLINE_MAX];
     _Alignas(8) struct e820_map e820;   /* firmware map with the region already reserved */
 };
-_Static_assert(offsetof(struct bootparams, cmdline) == 56, "bootparams layout (both ABIs)");
-_Static_assert(offsetof(struct bootparams, e820) == 312, "bootparams layout (both ABIs)");
-_Static_assert(sizeof(struct bootparams) == 3392, "bootparams layout (both ABIs)");
+_Static_assert(offsetof(struct bootparams, cmdline) == 64, "bootparams layout (both ABIs)");
+_Static_assert(offsetof(struct bootparams, e820) == 320, "bootparams layout (both ABIs)");
+_Static_assert(sizeof(struct bootparams) == 3400, "bootparams layout (both ABIs)");
 _Static_assert(sizeof(struct e820_entry) == 24, "e820 entry layout (both ABIs)");
 
 #endif

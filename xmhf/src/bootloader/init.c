@@ -138,6 +138,9 @@ void init_main(uint32_t magic, const struct mb_info *mbi)
     static struct bootparams bp_tmp;
     struct bootparams *bp = &bp_tmp;
     char err[120];
+    uint32_t tlo, thi;
+    __asm__ volatile("rdtsc" : "=a"(tlo), "=d"(thi));
+    bp->tsc_init = (uint64_t)thi << 32 | tlo;
 
     uart_init(con_port, 115200);
     if (magic != MB_BOOTLOADER_MAGIC)
@@ -235,7 +238,9 @@ void init_main(uint32_t magic, const struct mb_info *mbi)
     /* 5. Relocate: runtime image, zeroed bss and heap, guest at 0x7c00. */
     uint8_t *dst = (uint8_t *)(uintptr_t)region;
     memcpy(dst, rt, rh->image_size);
-    memset(dst + rh->image_size, 0, region_size - rh->image_size);
+    /* The runtime's bss and this stage's own pages; heap pages are zeroed as they are
+     * handed out, so zeroing them here too would only cost boot time. */
+    memset(dst + rh->image_size, 0, heap_off - rh->image_size);
     memmove((void *)GUEST_LOAD_ADDR, (const void *)(uintptr_t)mods[1].mod_start, guest_len);
 
     bp->magic = BOOTPARAMS_MAGIC;

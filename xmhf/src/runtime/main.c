@@ -64,7 +64,11 @@ __noreturn void runtime_main(uint64_t bp_phys)
     };
     if (xmhf_app_main(&abp) != 0)
         panic("the hypapp's init failed: not starting the guest unprotected");
+    uint64_t now = rdtsc();
     printk("xmhf: heap %llu KiB free; starting the guest at 0000:7c00 with DL=%02x\n",
            (unsigned long long)(heap_pages_free() * 4), g_bp->opts.boot_drive);
+    printk("xmhf: TSC %llu at init entry, %llu at guest launch (+%llu in the hypervisor)\n",
+           (unsigned long long)g_bp->tsc_init, (unsigned long long)now,
+           (unsigned long long)(now - g_bp->tsc_init));
     arch_launch_bsp_guest(bsp);
 }

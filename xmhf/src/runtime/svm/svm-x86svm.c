@@ -1,0 +1,316 @@
+/* SVM bring-up, the VMCB, and the guest's first entry (AMD APM Vol. 2, 15.4 "Enabling
+ * SVM", 15.5 "VMRUN Instruction", 15.30 "SVM Related MSRs"; the real-mode state a boot
+ * sector expects is entered directly: with nested paging the guest may run with
+ * CR0.PE = 0, 15.25 "Nested Paging"). */
+#include "gwalk.h"
+#include "msr.h"
+#include "svm-x86svm.h"
+
+const char *const arch_name = "SVM";
+
+void *pages_alloc(unsigned n, uint64_t *pa);
+
+/* The MSR permission map, shared by every CPU (read-only once built). Only the MSRs that
+ * would expose or break SVM are intercepted (15.11 "MSR Intercepts"):
+ *   EFER         the guest must neither see nor clear SVME (15.4 "Enabling SVM": clearing
+ *                it while in guest mode would make the next VMRUN fail);
+ *   VM_CR        SVM's own control (SVMDIS, LOCK);
+ *   VM_HSAVE_PA  where VMRUN saves host state: a guest write would redirect it. */
+static uint8_t *msrpm;
+static uint64_t msrpm_pa;
+static struct spinlock msrpm_lock = SPINLOCK_INIT("msrpm");
+
+static void msrpm_build(void)
+{
+    spin_lock(&msrpm_lock);
+    if (!msrpm) {
+        uint8_t *m = pages_alloc(SVM_MSRPM_SIZE / 4096, &msrpm_pa);
+        if (svm_msrpm_intercept(m, MSR_IA32_EFER, SVM_MSRPM_READ | SVM_MSRPM_WRITE) ||
+            svm_msrpm_intercept(m, MSR_VM_CR, SVM_MSRPM_READ | SVM_MSRPM_WRITE) ||
+            svm_msrpm_intercept(m, MSR_VM_HSAVE_PA, SVM_MSRPM_READ | SVM_MSRPM_WRITE))
+            panic("MSR permission map: MSR outside the map");
+        __atomic_store_n(&msrpm, m, __ATOMIC_RELEASE);
+    }
+    spin_unlock(&msrpm_lock);
+}
+
+static const char *yesno(uint32_t edx, uint32_t bit)
+{
+    return (edx & bit) ? "yes" : "no";
+}
+
+/* 15.4 "Enabling SVM": CPUID Fn8000_0001_ECX[SVM], then VM_CR.SVMDIS (firmware may have
+ * disabled and locked SVM), then Fn8000_000A for the features this hypervisor needs. */
+static int check_caps(struct pcpu *c, struct svm_features *f)
+{
+    uint32_t r[4];
+    cpuid(0x80000000u, 0, r);
+    uint32_t max_ext = r[0];
+    if (max_ext >= 0x80000001u)
+        cpuid(0x80000001u, 0, r);
+    if (max_ext < CPUID_SVM_FEATURES || !(r[2] & CPUID_8000_0001_ECX_SVM)) {
+        printk("xmhf: CPU %u: no SVM (CPUID 8000_0001:ECX.SVM = 0); this build needs AMD-V "
+               "(configure --with-target-arch=x86-vmx for Intel VT-x)\n", c->idx);
+        return -1;
+    }
+    uint64_t vmcr = rdmsr(MSR_VM_CR);
+    if (vmcr & VM_CR_SVMDIS) {
+        printk("xmhf: CPU %u: SVM is disabled by the firmware (VM_CR.SVMDIS = 1%s); enable "
+               "SVM / AMD-V in the BIOS setup\n", c->idx,
+               (vmcr & VM_CR_LOCK) ? ", locked" : "");
+        return -1;
+    }
+    cpuid(CPUID_SVM_FEATURES, 0, r);
+    f->revision = r[0] & 0xff;
+    f->nasid = r[1];
+    f->edx = r[3];
+    if (!(f->edx & SVM_FEAT_NP)) {
+        printk("xmhf: CPU %u: SVM without nested paging (CPUID 8000_000A:EDX.NP = 0); this "
+               "hypervisor protects its memory with NPT and cannot run without it\n", c->idx);
+        return -1;
+    }
+    if (f->nasid < 2) {
+        printk("xmhf: CPU %u: SVM offers %u ASIDs; the guest needs ASID 1\n", c->idx, f->nasid);
+        return -1;
+    }
+    return 0;
+}
+
+int arch_cpu_init(struct pcpu *c)
+{
+    struct svm_cpu *s = page_alloc(&c->arch_page_pa[2]);
+    c->arch_page[2] = s;
+    if (check_caps(c, &s->feat) != 0)
+        return -1;
+    uint32_t r[4];
+    cpuid(1, 0, r);
+    /* XSETBV is not intercepted, but the guest's CPUID.1:ECX.OSXSAVE is computed from its
+     * CR4; the host needs nothing of XSAVE itself. */
+    cpuid(0x80000001u, 0, r);
+    s->efer_allowed = EFER_SCE | EFER_LME | ((r[3] & (1u << 20)) ? EFER_NXE : 0) |
+                      ((r[3] & (1u << 25)) ? MSR_EFER_FFXSR : 0);
+
+    if (wrmsr_safe(c, MSR_IA32_EFER, rdmsr(MSR_IA32_EFER) | MSR_EFER_SVME) != 0) {
+        printk("xmhf: CPU %u: setting EFER.SVME faulted\n", c->idx);
+        return -1;
+    }
+    c->arch_page[0] = page_alloc(&c->arch_page_pa[0]);     /* host save area */
+    s->vmcb = page_alloc(&c->arch_page_pa[1]);
+    c->arch_page[1] = s->vmcb;
+    s->vmcb_pa = c->arch_page_pa[1];
+    c->arch_page[3] = page_alloc(&c->arch_page_pa[3]);     /* host VMSAVE image */
+    s->host_state_pa = c->arch_page_pa[3];
+    wrmsr(MSR_VM_HSAVE_PA, c->arch_page_pa[0]);
+    msrpm_build();
+    uint32_t e = s->feat.edx;
+    printk("xmhf: CPU %u (APIC ID %u): SVM on, revision %u, %u ASIDs; NPT %s, NRIP save %s, "
+           "decode assists %s, VMCB clean bits %s, flush by ASID %s\n", c->idx, c->apic_id,
+           s->feat.revision, s->feat.nasid, yesno(e, SVM_FEAT_NP), yesno(e, SVM_FEAT_NRIPS),
+           yesno(e, SVM_FEAT_DECODE_ASSISTS), yesno(e, SVM_FEAT_VMCB_CLEAN),
+           yesno(e, SVM_FEAT_FLUSH_BY_ASID));
+    return 0;
+}
+
+/* Halted with interrupts off: only NMI, INIT or SMI wake a parked AP. No INIT intercept
+ * is ever set: under QEMU TCG an intercepted INIT resets the host CPU instead of exiting
+ * (DESIGN.md section 6), so the guest-SMP stage catches the guest's INIT/SIPI at the ICR. */
+__noreturn void arch_park_ap(struct pcpu *c)
+{
+    (void)c;
+    halt_forever();
+}
+
+/* The intercepts (15.9-15.14). Everything the guest does runs natively except:
+ *   CPUID          to hide SVM;
+ *   MSR_PROT       the permission map above;
+ *   VMRUN          required by the architecture; with the other SVM instructions
+ *                  (VMMCALL aside) and INVLPGA it gives the guest #UD: the guest sees a
+ *                  processor without SVM;
+ *   VMMCALL        the hypercall (and the INT 15h E820 stub);
+ *   #UD            to recognise Intel's VMCALL, which hypercall users and the E820 stub
+ *                  may execute; it is #UD on AMD (every other #UD is reflected);
+ *   INVD           would discard the hypervisor's dirty cache lines: done as WBINVD;
+ *   SHUTDOWN       a guest triple fault resets the system through the hypapp.
+ * Physical interrupts and NMIs are not intercepted (V_INTR_MASKING = 0): they reach
+ * the guest directly under its own RFLAGS.IF. INIT is not intercepted (see above). */
+static void vmcb_controls(struct svm_cpu *s)
+{
+    struct svm_control *ctl = &s->vmcb->ctl;
+    ctl->intercept_cr = 0;
+    ctl->intercept_dr = 0;
+    ctl->intercept_exc = 1u << EXC_UD;
+    ctl->intercept1 = SVM_INTERCEPT_CPUID | SVM_INTERCEPT_INVD | SVM_INTERCEPT_INVLPGA |
+                      SVM_INTERCEPT_MSR_PROT | SVM_INTERCEPT_SHUTDOWN;
+    ctl->intercept2 = SVM_INTERCEPT_VMRUN | SVM_INTERCEPT_VMMCALL | SVM_INTERCEPT_VMLOAD |
+                      SVM_INTERCEPT_VMSAVE | SVM_INTERCEPT_STGI | SVM_INTERCEPT_CLGI |
+                      SVM_INTERCEPT_SKINIT;
+    ctl->iopm_base_pa = 0;          /* IOIO_PROT is off: the map is not consulted */
+    ctl->msrpm_base_pa = msrpm_pa;
+    ctl->tsc_offset = 0;
+    ctl->guest_asid = 1;            /* ASIDs are per CPU: every CPU's guest uses 1 */
+    ctl->tlb_control = SVM_TLB_FLUSH_ALL;
+    ctl->vintr = 0;
+    ctl->int_state = 0;
+    ctl->eventinj = 0;
+    ctl->np_control = SVM_NP_ENABLE;
+    ctl->n_cr3 = g_ncr3;
+    ctl->clean_bits = 0;            /* nothing cached: the hypervisor edits the VMCB freely */
+}
+
+/* The state a BIOS leaves for a boot sector: real mode, CS:IP = 0000:7c00, 64 KiB
+ * segments, interrupts off. EFER.SVME must be set in the guest's EFER too (VMRUN
+ * consistency checks, 15.5.1); the guest never sees it (MSR intercept). */
+static void vmcb_guest_realmode(struct svm_cpu *s, uint16_t cs_sel, uint64_t rip)
+{
+    struct svm_state *st = &s->vmcb->save;
+#define SEG(S, sel, attr) do { st->S.sel = (sel); st->S.base = (uint64_t)(sel) << 4; \
+        st->S.limit = 0xffff; st->S.attrib = (attr); } while (0)
+    SEG(cs, cs_sel, 0x9b);      /* present, code, readable, accessed */
+    SEG(ss, 0, 0x93);           /* present, data, writable, accessed */
+    SEG(ds, 0, 0x93);
+    SEG(es, 0, 0x93);
+    SEG(fs, 0, 0x93);
+    SEG(gs, 0, 0x93);
+#undef SEG
+    st->tr = (struct svm_seg){ .sel = 0, .attrib = 0x8b, .limit = 0xffff, .base = 0 };
+    st->ldtr = (struct svm_seg){ .sel = 0, .attrib = 0x82, .limit = 0xffff, .base = 0 };
+    st->gdtr = (struct svm_seg){ .limit = 0xffff };
+    st->idtr = (struct svm_seg){ .limit = 0x3ff };
+    st->cpl = 0;
+    st->efer = MSR_EFER_SVME;
+    st->cr0 = CR0_ET;
+    st->cr3 = 0;
+    st->cr4 = 0;
+    st->cr2 = 0;
+    st->dr6 = 0xffff0ff0;
+    st->dr7 = 0x400;
+    st->rflags = RFLAGS_FIXED;
+    st->rip = rip;
+    st->rsp = 0x7c00;
+    st->rax = 0;
+    st->g_pat = PAT_POWERON;
+    st->dbgctl = 0;
+    st->star = st->lstar = st->cstar = st->sfmask = st->kernel_gs_base = 0;
+    st->sysenter_cs = st->sysenter_esp = st->sysenter_eip = 0;
+}
+
+__noreturn void arch_launch_bsp_guest(struct pcpu *c)
+{
+    struct svm_cpu *s = svm_of(c);
+    vmcb_controls(s);
+    vmcb_guest_realmode(s, 0, 0x7c00);
+    memset(&s->launch_regs, 0, sizeof(s->launch_regs));
+    s->launch_regs.r[R_DX] = g_bp->opts.boot_drive;
+    svm_run(s->vmcb_pa, s->host_state_pa, &s->launch_regs);
+}
+
+/* ---- the guest view for common code ---- */
+
+uint64_t arch_guest_rip(struct vcpu *v) { return vmcb_of(v)->save.rip; }
+void arch_guest_set_rip(struct vcpu *v, uint64_t rip) { vmcb_of(v)->save.rip = rip; }
+uint64_t arch_guest_rsp(struct vcpu *v) { return vmcb_of(v)->save.rsp; }
+
+/* FS and GS are current: the exit stub's VMSAVE stored them into the VMCB. */
+uint64_t arch_guest_seg_base(struct vcpu *v, int seg)
+{
+    struct svm_state *st = &vmcb_of(v)->save;
+    switch (seg) {
+    case SEG_ES: return st->es.base;
+    case SEG_CS: return st->cs.base;
+    case SEG_SS: return st->ss.base;
+    case SEG_DS: return st->ds.base;
+    case SEG_FS: return st->fs.base;
+    case SEG_GS: return st->gs.base;
+    default: return 0;
+    }
+}
+
+/* The VMCB keeps the CPL itself (table B-2); it is 0 in real mode and 3 in virtual-8086
+ * mode as the processor defines it. */
+unsigned arch_guest_cpl(struct vcpu *v)
+{
+    return vmcb_of(v)->save.cpl & 3;
+}
+
+/* 15.20 "Event Injection". Real mode pushes no error code, so none is injected there. */
+void arch_guest_inject_exception(struct vcpu *v, unsigned vector, bool has_err, uint32_t err)
+{
+    struct vmcb *vm = vmcb_of(v);
+    uint64_t ev = SVM_EVT_VALID | SVM_EVT_TYPE_EXCEPTION | (vector & SVM_EVT_VECTOR_MASK);
+    if (has_err && (vm->save.cr0 & CR0_PE))
+        ev |= SVM_EVT_ERR_VALID | ((uint64_t)err << SVM_EVT_ERR_SHIFT);
+    vm->ctl.eventinj = ev;
+}
+
+bool svm_event_pending(struct vcpu *v)
+{
+    return vmcb_of(v)->ctl.eventinj & SVM_EVT_VALID;
+}
+
+/* ---- instruction fetch without decode assists ---- */
+
+static int gpa_read(void *ctx, uint64_t gpa, void *buf, unsigned n)
+{
+    (void)ctx;
+    return guest_phys_read(gpa, buf, n);
+}
+
+int svm_guest_read_linear(struct vcpu *v, uint64_t la, void *buf, unsigned n)
+{
+    struct svm_state *st = &vmcb_of(v)->save;
+    struct gwalk g = { st->cr0, st->cr3, st->cr4, st->efer, gpa_read, NULL };
+    return gwalk_read(&g, la, buf, n);
+}
+
+/* CS base + rip, with 64-bit code's base of 0 and other code's 32-bit wrap. */
+uint64_t svm_guest_cs_linear(struct vcpu *v, uint64_t rip)
+{
+    struct svm_state *st = &vmcb_of(v)->save;
+    if ((st->efer & EFER_LMA) && (st->cs.attrib & (1u << 9)))     /* CS.L */
+        return rip;
+    return (st->cs.base + rip) & 0xffffffffull;
+}
+
+/* Length of the intercepted instruction at the guest's RIP whose opcode (after any
+ * prefixes) is opcode_len bytes long. With NRIP save (15.7.1 "State Saved on Exit")
+ * the processor says where the next instruction starts; without it (QEMU TCG) the
+ * legacy and REX prefixes in front of the opcode are counted from the guest's memory. */
+unsigned svm_insn_len(struct vcpu *v, unsigned opcode_len)
+{
+    struct svm_cpu *s = svm_of(v->cpu);
+    struct vmcb *vm = s->vmcb;
+    if ((s->feat.edx & SVM_FEAT_NRIPS) && vm->ctl.nrip > vm->save.rip &&
+        vm->ctl.nrip - vm->save.rip <= 15)
+        return (unsigned)(vm->ctl.nrip - vm->save.rip);
+    uint8_t b[15];
+    if (svm_guest_read_linear(v, svm_guest_cs_linear(v, vm->save.rip), b, sizeof(b)) != 0)
+        return opcode_len;
+    bool long64 = (vm->save.efer & EFER_LMA) && (vm->save.cs.attrib & (1u << 9));
+    unsigned n = 0;
+    while (n + opcode_len < sizeof(b)) {
+        uint8_t p = b[n];
+        bool legacy = p == 0x66 || p == 0x67 || p == 0x2e || p == 0x36 || p == 0x3e ||
+                      p == 0x26 || p == 0x64 || p == 0x65 || p == 0xf0 || p == 0xf2 || p == 0xf3;
+        if (!legacy && !(long64 && (p & 0xf0) == 0x40))
+            break;
+        n++;
+    }
+    return n + opcode_len;
+}
+
+/* Past an instruction the hypervisor emulated: as the processor would, end the
+ * interrupt shadow (STI / MOV SS) and raise the single-step trap the guest's TF asks
+ * for (DR6.BS, then #DB), unless the handler injected an event already. */
+void svm_skip_instruction(struct vcpu *v, unsigned opcode_len)
+{
+    struct vmcb *vm = vmcb_of(v);
+    uint64_t rip = vm->save.rip + svm_insn_len(v, opcode_len);
+    if (!((vm->save.efer & EFER_LMA) && (vm->save.cs.attrib & (1u << 9))))
+        rip &= 0xffffffffull;
+    vm->save.rip = rip;
+    vm->ctl.int_state &= ~SVM_INT_SHADOW;
+    if ((vm->save.rflags & RFLAGS_TF) && !svm_event_pending(v)) {
+        vm->save.dr6 |= 1u << 14;
+        arch_guest_inject_exception(v, EXC_DB, false, 0);
+    }
+}
