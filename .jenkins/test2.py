@@ -109,6 +109,9 @@ def parse_args(argv):
                         "qemu-kvm: QEMU/KVM, needs /dev/kvm (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=300, metavar="SECONDS",
                    help="fail if the run takes longer (default: %(default)s)")
+    p.add_argument("--cpu-model", default="corei7_skylake_x", metavar="MODEL",
+                   help="Bochs CPU model (default corei7_skylake_x; others test the "
+                        "hypervisor's capability checks)")
     p.add_argument("--memory", type=int, default=128, metavar="MB",
                    help="guest-physical memory (default: %(default)s)")
     p.add_argument("--cmdline", default="", metavar="STRING",
@@ -232,7 +235,7 @@ def bochsrc_text(args, work, iso, version3):
         "romimage: file=%s" % BOCHS_BIOS,
         "vgaromimage: file=%s" % VGA_BIOS,
         "megs: %d" % args.memory,
-        "cpu: count=%d, model=corei7_skylake_x, reset_on_triple_fault=0" % args.smp,
+        "cpu: count=%d, model=%s, reset_on_triple_fault=0" % (args.smp, args.cpu_model),
         "clock: sync=none, time0=local",
         "pci: enabled=1, chipset=i440fx",
     ]
