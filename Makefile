@@ -4,8 +4,12 @@
 
 -include config.mk
 
-B        := build
+# OUT: where the two binaries go. `make svm` builds the AMD variant into build/svm beside
+# the configured one (make check boots both), objects in $(OUT)/obj.
+OUT      ?= .
+B        := $(if $(filter .,$(OUT)),build,$(OUT)/obj)
 ARCHDIR  := $(if $(filter x86-svm,$(TARGET_ARCH)),svm,vmx)
+ARCH_LIB := $(if $(filter svm,$(ARCHDIR)),gwalk.c npt.c pagetable.c,ept.c)
 CC       := gcc
 WARN     := -Wall -Wextra -Werror
 FREE     := -std=c11 -ffreestanding -fno-builtin -fno-stack-protector -fno-pic -fno-pie \
@@ -19,14 +23,17 @@ INIT_SRC := xmhf/src/bootloader/header.S xmhf/src/bootloader/init.c \
             $(addprefix xmhf/src/lib/,cmdline.c e820.c format.c string.c uart.c)
 RT_SRC   := xmhf/src/runtime/entry.S $(wildcard xmhf/src/runtime/*.c) \
             $(wildcard xmhf/src/runtime/$(ARCHDIR)/*.c xmhf/src/runtime/$(ARCHDIR)/*.S) \
-            $(addprefix xmhf/src/lib/,e820.c ept.c format.c icr.c string.c uart.c) \
+            $(addprefix xmhf/src/lib/,e820.c $(ARCH_LIB) format.c icr.c string.c uart.c) \
             $(wildcard $(APPROOT)/*.c)
 INIT_OBJ := $(patsubst %,$(B)/init/%.o,$(INIT_SRC))
 RT_OBJ   := $(patsubst %,$(B)/rt/%.o,$(RT_SRC))
 HDRS     := $(wildcard xmhf/include/*.h xmhf/src/runtime/*/*.h) config.mk
 
-.PHONY: all clean distclean check demo bench unit guest deps-build
-all: init-x86-amd64.bin hypervisor-x86-amd64.bin.gz
+.PHONY: all clean distclean check demo bench unit guest deps-build svm
+all: $(OUT)/init-x86-amd64.bin $(OUT)/hypervisor-x86-amd64.bin.gz
+
+svm:
+	$(MAKE) OUT=build/svm TARGET_ARCH=x86-svm all
 
 config.mk: config.mk.in configure.ac
 	tools/deps.sh build
@@ -46,7 +53,7 @@ $(B)/rt/%.S.o: %.S
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS64) -c $< -o $@
 
-init-x86-amd64.bin: $(INIT_OBJ) xmhf/src/bootloader/init.ld
+$(OUT)/init-x86-amd64.bin: $(INIT_OBJ) xmhf/src/bootloader/init.ld
 	ld -m elf_i386 -nostdlib -z noexecstack --no-warn-rwx-segments -T xmhf/src/bootloader/init.ld -o $@ $(INIT_OBJ)
 
 $(B)/hypervisor-x86-amd64.elf: $(RT_OBJ) xmhf/src/runtime/runtime.ld
@@ -54,7 +61,7 @@ $(B)/hypervisor-x86-amd64.elf: $(RT_OBJ) xmhf/src/runtime/runtime.ld
 	   -T xmhf/src/runtime/runtime.ld -o $@ $(RT_OBJ)
 	@size $@
 
-hypervisor-x86-amd64.bin.gz: $(B)/hypervisor-x86-amd64.elf
+$(OUT)/hypervisor-x86-amd64.bin.gz: $(B)/hypervisor-x86-amd64.elf
 	objcopy -O binary $< $(B)/hypervisor-x86-amd64.bin
 	gzip -9nc $(B)/hypervisor-x86-amd64.bin > $@
 
@@ -73,7 +80,7 @@ demo:
 
 check:
 	tools/deps.sh check
-	$(MAKE) all guest
+	$(MAKE) all svm guest
 	tools/check.sh
 
 # Figures, not pass/fail: boot path length and APIC-access costs in guest TSC ticks.

@@ -163,8 +163,8 @@ static void vmcb_controls(struct svm_cpu *s)
 static void vmcb_guest_realmode(struct svm_cpu *s, uint16_t cs_sel, uint64_t rip)
 {
     struct svm_state *st = &s->vmcb->save;
-#define SEG(S, sel, attr) do { st->S.sel = (sel); st->S.base = (uint64_t)(sel) << 4; \
-        st->S.limit = 0xffff; st->S.attrib = (attr); } while (0)
+#define SEG(S, selector, attr) do { st->S.sel = (selector); \
+        st->S.base = (uint64_t)(selector) << 4; st->S.limit = 0xffff; st->S.attrib = (attr); } while (0)
     SEG(cs, cs_sel, 0x9b);      /* present, code, readable, accessed */
     SEG(ss, 0, 0x93);           /* present, data, writable, accessed */
     SEG(ds, 0, 0x93);
