@@ -2,7 +2,8 @@
  * without it (make bochs-fakehv). NEVER part of the real guest.bin.
  *
  * It answers VMCALL from the #UD it raises outside VMX non-root operation (HELLO,
- * RUNTIME_INFO, unknown functions as the contract says), and plays a protected region
+ * RUNTIME_INFO, unknown functions as the contract says; STATS stays a #UD, so the cases
+ * take it for native), and plays a protected region
  * FAKE_BASE..+FAKE_SIZE by unmapping that 2 MiB page and turning the #PF of an access
  * into #GP(0) at the same RIP. It also edits the E820 map the real-mode entry read, as
  * the hypervisor would answer INT 15h: the region becomes two reserved entries (two, so
@@ -31,8 +32,10 @@ static bool fake_vmcall(struct trap_frame *f)
         f->rax = 0;
         f->rbx = FAKE_BASE;
         f->rcx = FAKE_SIZE;
-        f->rdx = 1;
+        f->rdx = ncpus;                 /* the MADT's count, as the hypervisor's own */
         break;
+    case HC_STATS:
+        return false;                   /* no exit counts to fake: behave as native */
     default:
         f->rax = HC_STATUS_UNKNOWN;
         break;

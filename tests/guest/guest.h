@@ -13,9 +13,12 @@
  *                    The linker script refuses an image past 0x7c00 + 60 KiB and a .bss
  *                    past GUEST_PT_BASE.
  *   0x70000-0x75fff  long-mode page tables: PML4, PDPT, four page directories
- *   0x76000-0x77fff  reserved for later use (AP start-up trampoline)
+ *   0x76000-0x76fff  AP start-up trampoline (SIPI vector 0x76, copied from ap_boot.S)
+ *   0x77000-0x77fff  a 4 KiB page table for apic_fault_movs (splits the 2 MiB page at
+ *                    NP_REGION; one of its pages is not present)
  *   0x78000-0x7ffff  64-bit stack of the boot CPU (top 0x80000)
- *   0x80000-0x9efff  free (per-AP stacks in later tests); the EBDA follows
+ *   0x80000-0x9efff  free; the EBDA follows
+ * The APs' 64-bit stacks are in .bss (smp.c).
  */
 #ifndef GUEST_H
 #define GUEST_H
@@ -28,6 +31,10 @@
 /* ---- fixed addresses (also used by entry.S; keep in step) ------------------------- */
 #define GUEST_PT_BASE     0x70000u   /* PML4; PDPT at +0x1000; PDs at +0x2000..+0x5fff */
 #define GUEST_STACK_TOP   0x80000u
+#define AP_TRAMPOLINE     0x76000u   /* SIPI vector AP_TRAMPOLINE >> 12 */
+#define NP_PT_PAGE        0x77000u   /* 4 KiB page table of apic_fault_movs */
+#define NP_REGION         0x00400000u /* the 2 MiB page it splits (4-6 MiB) */
+#define NP_PAGE           (NP_REGION + 0x1000u)   /* its not-present 4 KiB page */
 
 /* ---- segment selectors of the guest's GDT (entry.S) ------------------------------- */
 #define SEL_CODE32 0x08
@@ -52,6 +59,31 @@ static inline uint8_t inb(uint16_t port)
     uint8_t v;
     __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
     return v;
+}
+
+static inline uint64_t rdtsc(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+static inline uint64_t rdmsr(uint32_t msr)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+static inline void wrmsr(uint32_t msr, uint64_t v)
+{
+    __asm__ volatile("wrmsr" : : "c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32))
+                     : "memory");
+}
+
+static inline void cpu_relax(void)
+{
+    __asm__ volatile("pause" ::: "memory");
 }
 
 static inline uint64_t read_cr2(void)
@@ -129,9 +161,11 @@ struct fault_info {
     uint64_t cr2;
 };
 
-#define VEC_UD 6
-#define VEC_GP 13
-#define VEC_PF 14
+#define VEC_DB  1
+#define VEC_NMI 2
+#define VEC_UD  6
+#define VEC_GP  13
+#define VEC_PF  14
 
 void trap_init(void);
 const char *trap_name(uint64_t vector);
@@ -151,20 +185,19 @@ void trap_set_hook(unsigned vector, trap_hook_t hook);
 void fault_expect(const void *recover);
 unsigned fault_expect_end(struct fault_info *first);
 
-/* Unexpected exceptions during a test case abort that case (runner in main.c). */
-extern bool test_running;
-extern char *test_abort_msg;         /* where the trap handler writes its reason */
-extern size_t test_abort_msg_size;
-void test_abort_trampoline(void);    /* trap_entry.S: longjmp back to the runner */
+/* Unexpected exceptions during a test case abort that case (runner in main.c): the
+ * handler writes its reason to this_cpu()->abort_msg and resumes here, which longjmps
+ * to this_cpu()->abort_jb. */
+void test_abort_trampoline(void) __attribute__((noreturn));
 
 struct jump_buf { uint64_t rbx, rbp, r12, r13, r14, r15, rsp, rip; };
 int guest_setjmp(struct jump_buf *jb) __attribute__((returns_twice));
 void guest_longjmp(struct jump_buf *jb, int val) __attribute__((noreturn));
-extern struct jump_buf test_abort_jb;
 
 /* ---- probes.S + hypercall.c: VMCALL and memory probes ---------------------------- */
 #define HC_HELLO         0x1ull
 #define HC_RUNTIME_INFO  0x80000001ull
+#define HC_STATS         0x80000002ull
 #define HC_STATUS_UNKNOWN 0xffffffffffffffffull
 #define HC_HELLO_MAGIC   0x46484d58ull          /* "XMHF" */
 
@@ -183,6 +216,15 @@ void probe_write64_insn(void), probe_write64_recover(void);
 uint64_t probe_read64(uint64_t addr);
 void probe_read64_insn(void), probe_read64_recover(void);
 void probe_ud2(void), probe_ud2_insn(void);
+/* MOVSL from src to dst; out[0], out[1] get RSI and RDI as they were after it (or, when
+ * it faulted and fault_expect(probe_movs_recover) was armed, as the fault left them). */
+void probe_movs(uint64_t src, uint64_t dst, uint64_t out[2]);
+void probe_movs_insn(void), probe_movs_recover(void);
+/* Sets RFLAGS.TF, reads the 32-bit value at addr (probe_tf_read_insn), then runs a few
+ * more instructions from probe_tf_read_after on; returns the value read. The caller's
+ * #DB handler must clear TF. */
+uint32_t probe_tf_read(uint64_t addr);
+void probe_tf_read_insn(void), probe_tf_read_after(void);
 
 /* Fills every register of *r not set by the caller with a known pattern (so that the
  * preservation of the other registers can be checked), then runs VMCALL. Returns true
@@ -199,6 +241,25 @@ unsigned mem_read64_faults(uint64_t addr, uint64_t *val, struct fault_info *f);
 /* RUNTIME_INFO, when the hypervisor answers it. */
 struct runtime_info { uint64_t base, size, cpus; };
 bool get_runtime_info(struct runtime_info *ri, char *why, size_t why_size);
+
+/* STATS (the hypervisor's per-CPU counters, for the CPU executing the VMCALL).
+ * Selectors 0..64: VM exits with that basic exit reason; the others below. */
+#define ST_EXIT_EXC_NMI   0ull
+#define ST_EXIT_VMCALL    18ull
+#define ST_EXIT_MTF       37ull
+#define ST_EXIT_EPTV      48ull
+#define ST_EXITS_TOTAL    0x100ull
+#define ST_APIC_STEPS     0x200ull    /* APIC accesses single-stepped to completion */
+#define ST_STEP_EXC       0x201ull    /* steps ended by an exception given to the guest */
+#define ST_NMI_DEFERRED   0x202ull    /* NMIs held during a step and delivered after */
+#define ST_ICR_WRITES     0x203ull
+#define ST_INIT_SIPI      0x204ull
+enum hv_stat_result { HV_STAT_OK, HV_STAT_NATIVE, HV_STAT_ERROR };
+/* HV_STAT_OK: *val is the counter. HV_STAT_NATIVE: VMCALL raised #UD (no hypervisor).
+ * HV_STAT_ERROR: the hypervisor answered with RAX != 0 or VMCALL raised something else. */
+enum hv_stat_result hv_stat(uint64_t selector, uint64_t *val);
+/* True when the STATS hypercall answers on this CPU (probed once per call). */
+bool hv_present(void);
 
 /* ---- test cases ------------------------------------------------------------------- */
 struct test_result {
@@ -225,6 +286,166 @@ bool t_unknown_hypercall(struct test_result *r);
 bool t_hypervisor_write_blocked(struct test_result *r);
 bool t_runtime_info(struct test_result *r);
 bool t_fault_recovery(struct test_result *r);
+/* smp_tests.c: guest SMP and the xAPIC (see README.md) */
+bool t_ap_startup(struct test_result *r);
+bool t_ap_starts_ap(struct test_result *r);
+bool t_ipi_all_pairs(struct test_result *r);
+bool t_apic_access_loop(struct test_result *r);
+bool t_nmi_storm(struct test_result *r);
+bool t_apic_fault_movs(struct test_result *r);
+bool t_apic_guest_tf(struct test_result *r);
+bool t_apic_relocate(struct test_result *r);
+void print_hv_stats(void);
+
+/* ---- apic.c: the local APIC in xAPIC mode (SDM Vol. 3A, chapter 11) --------------- */
+#define MSR_APIC_BASE      0x1bu
+#define APIC_BASE_BSP      (1ull << 8)
+#define APIC_BASE_EXTD     (1ull << 10)     /* x2APIC mode */
+#define APIC_BASE_ENABLE   (1ull << 11)
+#define APIC_BASE_ADDR     0x000ffffffffff000ull
+#define APIC_DEFAULT_BASE  0xfee00000ull
+
+#define APIC_ID      0x020
+#define APIC_VERSION 0x030
+#define APIC_TPR     0x080
+#define APIC_EOI     0x0b0
+#define APIC_SVR     0x0f0
+#define APIC_ICR_LO  0x300
+#define APIC_ICR_HI  0x310
+
+/* ICR low (SDM 11.6.1 "Interrupt Command Register") */
+#define ICR_FIXED        (0u << 8)
+#define ICR_NMI          (4u << 8)
+#define ICR_INIT         (5u << 8)
+#define ICR_STARTUP      (6u << 8)
+#define ICR_BUSY         (1u << 12)      /* delivery status: send pending */
+#define ICR_ASSERT       (1u << 14)
+#define ICR_LEVEL        (1u << 15)
+#define ICR_SELF         (1u << 18)      /* destination shorthand 01: self */
+
+#define VEC_SPURIOUS     0xff
+
+/* The APIC base of the calling CPU: this_cpu()->apic_base, read from IA32_APIC_BASE
+ * when the CPU comes up and kept in step by whoever writes the MSR (apic_relocate), so
+ * that an APIC access costs no RDMSR. */
+static inline uint64_t apic_base(void);
+static inline uint32_t apic_read(uint32_t reg)
+{
+    return *(volatile uint32_t *)(uintptr_t)(apic_base() + reg);
+}
+static inline void apic_write(uint32_t reg, uint32_t v)
+{
+    *(volatile uint32_t *)(uintptr_t)(apic_base() + reg) = v;
+}
+static inline uint32_t mmio_read32(uint64_t addr)
+{
+    return *(volatile uint32_t *)(uintptr_t)addr;
+}
+/* Software-enables the calling CPU's APIC (SVR) with TPR 0. */
+void apic_sw_enable(void);
+/* Writes ICR (high, then low) and waits, bounded, until delivery status is idle.
+ * Returns false when it stayed busy. */
+bool apic_send_ipi(uint32_t dest_apic_id, uint32_t icr_lo);
+/* Masks both 8259 PICs (after moving their vectors to 0x20-0x2f). */
+void pic_disable(void);
+/* Busy-waits `ticks` TSC ticks. */
+void delay_ticks(uint64_t ticks);
+
+/* Time in TSC ticks. Bochs (clock: sync=none) advances the TSC by one per instruction,
+ * so nothing is calibrated: the delays are generous instruction counts, and every wait
+ * has a timeout in the same unit. Under a hypervisor the TSC runs on during VM exits. */
+#define TICKS_10MS       1000000ull     /* >= 10 ms with a TSC up to 100 MHz */
+#define TICKS_200US      20000ull
+#define TIMEOUT_ICR      2000000ull     /* delivery status busy for longer: give up */
+
+/* ---- acpi.c: the CPUs from the ACPI MADT ------------------------------------------ */
+#define MAX_CPUS 16
+/* Finds the RSDP, the RSDT/XSDT and the MADT ("APIC"), and stores the APIC IDs of its
+ * enabled Processor Local APIC entries (type 0). Returns the count, or -1 with a reason
+ * in why. */
+int madt_cpu_ids(uint32_t *ids, unsigned max, char *why, size_t why_size);
+
+/* ---- smp.c: per-CPU data, AP start-up, work on other CPUs ------------------------- */
+enum cpu_state { CPU_OFFLINE, CPU_ONLINE, CPU_LOST };
+
+struct cpu {
+    struct cpu *self;               /* must stay first: this_cpu() reads %gs:0 */
+    unsigned idx;                   /* 0 = BSP, then MADT order */
+    uint32_t apic_id;               /* from the MADT (the BSP: its APIC ID register) */
+    volatile uint32_t state;        /* enum cpu_state */
+    uint64_t stack_top;
+    uint64_t apic_base;             /* IA32_APIC_BASE & APIC_BASE_ADDR, see apic_base() */
+
+    /* traps.c */
+    unsigned trap_depth;
+    struct {
+        volatile bool armed;
+        uintptr_t recover;
+        unsigned count;
+        struct fault_info first;
+    } expect;
+    bool test_running;
+    char *abort_msg;
+    size_t abort_msg_size;
+    struct jump_buf abort_jb;
+
+    /* smp.c: one piece of work at a time, from the BSP (or another CPU) */
+    bool (*volatile work)(struct test_result *r);
+    volatile uint32_t work_seq, done_seq;
+    volatile bool work_ok;
+    struct test_result work_result;
+
+    /* scratch for the cases (smp_tests.c), reset by each case */
+    volatile uint32_t irq_count[MAX_CPUS];  /* fixed IPIs received per sender index */
+    volatile uint32_t irq_other;            /* other vectors of the IPI range */
+    volatile uint32_t nmi_count;
+    volatile uint32_t db_count;
+    volatile uint64_t db_rip, db_dr6;
+    uint64_t stats[4];                      /* print_hv_stats */
+    bool stats_ok;
+};
+
+extern struct cpu cpus[MAX_CPUS];
+extern unsigned ncpus;              /* CPUs in the MADT (1 when it could not be read) */
+extern bool madt_ok;
+extern char madt_why[96];
+
+static inline struct cpu *this_cpu(void)
+{
+    struct cpu *c;
+    __asm__ volatile("movq %%gs:0, %0" : "=r"(c));
+    return c;
+}
+
+static inline uint64_t apic_base(void)
+{
+    return this_cpu()->apic_base;
+}
+
+/* The BSP's part of the per-CPU set-up (GS base -> cpus[0]); before anything else. */
+void percpu_init_bsp(void);
+/* Reads the MADT into cpus[] (the BSP first) and copies the AP trampoline. */
+void smp_init(void);
+/* Sends INIT-SIPI-SIPI to t from the calling CPU (any CPU) and waits, bounded, for t to
+ * come online. False with a reason in why on failure. */
+bool smp_start_ap(struct cpu *t, char *why, size_t why_size);
+/* APs that reported in: their APIC IDs as read from their own APIC ID register. */
+extern volatile uint32_t ap_report_count;
+extern volatile uint32_t ap_reports[64];
+/* Work: cpu_post() hands fn to an online AP; cpu_wait() waits for its verdict (a CPU that
+ * does not answer in time becomes CPU_LOST and is not used again). */
+bool cpu_post(struct cpu *c, bool (*fn)(struct test_result *r));
+bool cpu_wait(struct cpu *c, uint64_t timeout, struct test_result *r);
+/* Runs fn on every online CPU at once (the BSP included) and combines the verdicts:
+ * the first failure as "cpu N: why". A PASS also needs every MADT CPU online. */
+bool run_on_all(bool (*fn)(struct test_result *r), uint64_t timeout, struct test_result *r);
+/* Runs fn on one CPU (the BSP: directly) and waits for its verdict. */
+bool run_on(struct cpu *c, bool (*fn)(struct test_result *r), uint64_t timeout,
+            struct test_result *r);
+unsigned cpus_online(void);
+
+/* ---- bench.c: the benchmark build (make bench, -DGUEST_BENCH) -------------------- */
+void bench_main(void) __attribute__((noreturn));
 
 /* ---- fakehv.c: a stand-in hypervisor for the Bochs self-test (make bochs-fakehv) -- */
 void fakehv_install(void);

@@ -80,3 +80,23 @@ bool get_runtime_info(struct runtime_info *ri, char *why, size_t why_size)
     ri->cpus = r.rdx;
     return true;
 }
+
+enum hv_stat_result hv_stat(uint64_t selector, uint64_t *val)
+{
+    struct hc_regs r = { .rax = HC_STATS, .rbx = selector, .rcx = 0 };
+    struct fault_info f;
+
+    hc_fill_patterns(&r);
+    if (!hypercall(&r, &f))
+        return f.vector == VEC_UD ? HV_STAT_NATIVE : HV_STAT_ERROR;
+    if (r.rax != 0)
+        return HV_STAT_ERROR;
+    *val = r.rbx;
+    return HV_STAT_OK;
+}
+
+bool hv_present(void)
+{
+    uint64_t v;
+    return hv_stat(ST_EXITS_TOTAL, &v) != HV_STAT_NATIVE;
+}

@@ -14,6 +14,16 @@ static const struct guest_test tests[] = {
     { "runtime_info",             t_runtime_info },
     /* not part of the hypervisor contract: the guest's own fault machinery */
     { "fault_recovery",           t_fault_recovery },
+    /* guest SMP and xAPIC interception (smp_tests.c); ap_startup brings the APs up
+     * for the cases after it, which use whichever CPUs are online */
+    { "ap_startup",               t_ap_startup },
+    { "ap_starts_ap",             t_ap_starts_ap },
+    { "ipi_all_pairs",            t_ipi_all_pairs },
+    { "apic_access_loop",         t_apic_access_loop },
+    { "nmi_storm",                t_nmi_storm },
+    { "apic_fault_movs",          t_apic_fault_movs },
+    { "apic_guest_tf",            t_apic_guest_tf },
+    { "apic_relocate",            t_apic_relocate },
 };
 
 bool test_fail(struct test_result *r, const char *fmt, ...)
@@ -36,27 +46,28 @@ bool test_pass(struct test_result *r, const char *fmt, ...)
 
 bool run_case(const struct guest_test *t, struct test_result *r)
 {
-    /* The enclosing case's abort state, put back afterwards. None of these locals
-     * changes after guest_setjmp(), so they are still valid after a longjmp. */
-    const struct jump_buf outer_jb = test_abort_jb;
-    char *const outer_msg = test_abort_msg;
-    const size_t outer_size = test_abort_msg_size;
-    const bool outer_running = test_running;
+    /* The enclosing case's abort state (of this CPU), put back afterwards. None of these
+     * locals changes after guest_setjmp(), so they are still valid after a longjmp. */
+    struct cpu *const c = this_cpu();
+    const struct jump_buf outer_jb = c->abort_jb;
+    char *const outer_msg = c->abort_msg;
+    const size_t outer_size = c->abort_msg_size;
+    const bool outer_running = c->test_running;
     bool ok;
 
     memset(r, 0, sizeof *r);
-    test_abort_msg = r->msg;
-    test_abort_msg_size = sizeof r->msg;
-    if (guest_setjmp(&test_abort_jb) == 0) {
-        test_running = true;
+    c->abort_msg = r->msg;
+    c->abort_msg_size = sizeof r->msg;
+    if (guest_setjmp(&c->abort_jb) == 0) {
+        c->test_running = true;
         ok = t->run(r);
     } else {
         ok = false;     /* an unexpected exception; traps.c wrote r->msg */
     }
-    test_running = outer_running;
-    test_abort_jb = outer_jb;
-    test_abort_msg = outer_msg;
-    test_abort_msg_size = outer_size;
+    c->test_running = outer_running;
+    c->abort_jb = outer_jb;
+    c->abort_msg = outer_msg;
+    c->abort_msg_size = outer_size;
     return ok;
 }
 
@@ -76,8 +87,15 @@ void guest_main(void)
 {
     unsigned passed = 0, failed = 0;
 
+    percpu_init_bsp();                  /* first: the trap handlers use this_cpu() */
     serial_init();
     trap_init();
+    pic_disable();                      /* cases run with interrupts enabled at times */
+    apic_sw_enable();
+#ifdef GUEST_BENCH
+    bench_main();
+#endif
+    smp_init();
     con_printf("\nguest: test guest started (entry %04x:%04x dl=0x%02x eflags=0x%x), "
                "%zu cases\n", boot_entry_cs, boot_entry_ip, boot_entry_dl,
                boot_entry_eflags, ARRAY_SIZE(tests));
@@ -100,6 +118,7 @@ void guest_main(void)
             con_printf("guest: %s %s\n", ok ? "PASS" : "FAIL", t->name);
     }
 
+    print_hv_stats();
     con_printf("guest: %u passed, %u failed\n", passed, failed);
     guest_shutdown();
 }

@@ -88,3 +88,38 @@ probe_ud2:
 probe_ud2_insn:
     ud2
     ret
+
+/* void probe_movs(uint64_t src, uint64_t dst, uint64_t out[2])
+ * One MOVSL (DF = 0) from src to dst; out[0] = RSI, out[1] = RDI afterwards. A fault
+ * leaves RSI/RDI as they were, and the recovery label stores them just the same. */
+    .globl probe_movs, probe_movs_insn, probe_movs_recover
+probe_movs:
+    movq    %rdx, %r8
+    movq    %rdi, %rax
+    movq    %rsi, %rdi
+    movq    %rax, %rsi
+    cld
+probe_movs_insn:
+    movsl
+probe_movs_recover:
+    movq    %rsi, 0(%r8)
+    movq    %rdi, 8(%r8)
+    ret
+
+/* uint32_t probe_tf_read(uint64_t addr)
+ * POPFQ sets TF; the single-step #DB comes after the instruction that follows it, the
+ * read at probe_tf_read_insn, so its RIP is probe_tf_read_after (SDM Vol. 3A, 18.3.1.4
+ * "Single-Step Exception Condition"). The #DB handler clears TF; the NOPs would each
+ * raise another #DB if it did not. */
+    .globl probe_tf_read, probe_tf_read_insn, probe_tf_read_after
+probe_tf_read:
+    pushfq
+    orq     $0x100, (%rsp)
+    popfq
+probe_tf_read_insn:
+    movl    (%rdi), %eax
+probe_tf_read_after:
+    nop
+    nop
+    nop
+    ret

@@ -1,4 +1,4 @@
-/* Exception entry stubs for vectors 0-31, the common save/restore path, and a small
+/* Entry stubs for all 256 vectors (exceptions and interrupts), the common save/restore path, and a small
  * setjmp/longjmp used by the test runner to abort a case after an unexpected fault.
  *
  * Each stub leaves the same frame (struct trap_frame in guest.h): the CPU's
@@ -28,7 +28,10 @@ trap_stub_\vec:
     trap_stubs %(\from + 1), \to
     .endif
 .endm
-    trap_stubs 0, 31
+    trap_stubs 0, 63
+    trap_stubs 64, 127
+    trap_stubs 128, 191
+    trap_stubs 192, 255
 
 trap_common:
     pushq   %rax
@@ -84,7 +87,10 @@ trap_common:
     .endif
 .endm
 trap_stub_table:
-    stub_addrs 0, 31
+    stub_addrs 0, 63
+    stub_addrs 64, 127
+    stub_addrs 128, 191
+    stub_addrs 192, 255
     .noaltmacro
 
 /* int guest_setjmp(struct jump_buf *jb) -- returns 0 now, and val when longjmp'ed to. */
@@ -119,11 +125,3 @@ guest_longjmp:
     jnz     1f
     incl    %eax
 1:  jmp     *56(%rdi)
-
-/* Where trap_dispatch() sends an unexpected fault inside a test case: back to the
- * runner's guest_setjmp() with 1 (the runner then reports the case as failed). */
-    .globl test_abort_trampoline
-test_abort_trampoline:
-    leaq    test_abort_jb(%rip), %rdi
-    movl    $1, %esi
-    jmp     guest_longjmp

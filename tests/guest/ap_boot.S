@@ -1,0 +1,81 @@
+/* An AP's way from the STARTUP IPI to C.
+ *
+ * ap_tramp_start..ap_tramp_end is copied to AP_TRAMPOLINE (0x76000) by smp_init(); a
+ * STARTUP IPI with vector 0x76 starts the AP there in real mode, CS:IP = 7600:0000
+ * (SDM Vol. 3A, 9.4.4 "MP Initialization Example"). The copied code uses no address of
+ * its own: it loads the guest's GDT (gdt_desc, below 64 KiB, reachable with DS = 0) and
+ * far-jumps into the image, which then takes the same path as the BSP did in entry.S:
+ * protected mode, the shared page tables, long mode. In 64-bit mode the AP reads its own
+ * APIC ID (IA32_APIC_BASE + 0x20), takes the stack the starter put in
+ * ap_stack_by_id[id], and calls ap_main(id) (smp.c). An AP without a stack halts.
+ */
+#define GUEST_PT_BASE   0x70000
+#define SEL_CODE32      0x08
+#define SEL_DATA        0x10
+#define SEL_CODE64      0x18
+#define CR0_PE          0x00000001
+#define CR0_NE          0x00000020
+#define CR0_PG          0x80000000
+#define CR4_PAE         0x00000020
+#define MSR_EFER        0xc0000080
+#define EFER_LME        0x00000100
+#define MSR_APIC_BASE   0x1b
+
+    .text
+    .code16
+    .globl ap_tramp_start, ap_tramp_end
+ap_tramp_start:
+    cli
+    cld
+    xorw    %ax, %ax
+    movw    %ax, %ds
+    lgdtl   gdt_desc                /* absolute, below 0x10000 (guest.ld checks it) */
+    movl    %cr0, %eax
+    orl     $CR0_PE, %eax
+    movl    %eax, %cr0
+    ljmpl   $SEL_CODE32, $ap_pm32
+ap_tramp_end:
+
+    .code32
+ap_pm32:
+    movw    $SEL_DATA, %ax
+    movw    %ax, %ds
+    movw    %ax, %es
+    movw    %ax, %ss
+    movw    %ax, %fs
+    movw    %ax, %gs
+    movl    %cr4, %eax
+    orl     $CR4_PAE, %eax
+    movl    %eax, %cr4
+    movl    $GUEST_PT_BASE, %eax    /* the BSP's tables: identity 0..4 GiB */
+    movl    %eax, %cr3
+    movl    $MSR_EFER, %ecx
+    rdmsr
+    orl     $EFER_LME, %eax
+    wrmsr
+    movl    %cr0, %eax
+    orl     $(CR0_PG + CR0_NE + CR0_PE), %eax
+    movl    %eax, %cr0
+    ljmpl   $SEL_CODE64, $ap_lm64
+
+    .code64
+ap_lm64:
+    xorl    %eax, %eax
+    movw    %ax, %ds
+    movw    %ax, %es
+    movw    %ax, %ss
+    movw    %ax, %fs
+    movw    %ax, %gs
+    movl    $MSR_APIC_BASE, %ecx
+    rdmsr
+    andl    $0xfffff000, %eax       /* the guest maps only the low 4 GiB */
+    movl    0x20(%rax), %edi        /* APIC ID register: ID in bits 31:24 */
+    shrl    $24, %edi
+    leaq    ap_stack_by_id(%rip), %rax
+    movq    (%rax,%rdi,8), %rsp
+    testq   %rsp, %rsp
+    jz      1f
+    call    ap_main                 /* does not return */
+1:  cli
+    hlt
+    jmp     1b
