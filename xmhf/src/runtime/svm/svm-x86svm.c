@@ -82,10 +82,9 @@ int arch_cpu_init(struct pcpu *c)
     c->arch_page[2] = s;
     if (check_caps(c, &s->feat) != 0)
         return -1;
+    /* EFER bits a guest may set: those this processor implements, SVME aside. XSETBV is
+     * not intercepted (XCR0 is not switched, so the guest's value is the value). */
     uint32_t r[4];
-    cpuid(1, 0, r);
-    /* XSETBV is not intercepted, but the guest's CPUID.1:ECX.OSXSAVE is computed from its
-     * CR4; the host needs nothing of XSAVE itself. */
     cpuid(0x80000001u, 0, r);
     s->efer_allowed = EFER_SCE | EFER_LME | ((r[3] & (1u << 20)) ? EFER_NXE : 0) |
                       ((r[3] & (1u << 25)) ? MSR_EFER_FFXSR : 0);
