@@ -1,0 +1,77 @@
+#!/bin/sh
+# The xAPIC interception benchmark (`make bench`): runs the test guest's bench build
+# (tests/guest/build/bench/guest.bin, see tests/guest/bench.c) three ways and prints
+# one table. On Bochs with `clock: sync=none` one TSC tick is one guest instruction, so
+# every figure is a deterministic path length, not a time.
+#   1. under the hypervisor on Bochs 3.0 (monitor trap flag),
+#   2. under the hypervisor on Debian's Bochs 2.7 (no MTF: the TF/#DB fallback),
+#   3. natively on Bochs 3.0, without the hypervisor (the guest's self-test loader).
+# Figures only: nothing here passes or fails on a number. The exit status is non-zero
+# only when a run produced no figures at all.
+#
+# Assumes the hypervisor is built (make); builds the bench guest itself (cheap).
+# Environment: BENCH_WORK (default: a new directory under /tmp) keeps each run's logs.
+set -u
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+guest=$root/tests/guest/build/bench/guest.bin
+work=${BENCH_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/xmhf-bench.XXXXXX")}
+mkdir -p "$work"
+
+make -s -C "$root/tests/guest" bench build/loader.bin >"$work/build.log" 2>&1 || {
+    cat "$work/build.log" >&2; echo "bench: building the bench guest failed" >&2; exit 2; }
+
+# run NAME: leaves the guest's "bench: ..." lines in $work/NAME.txt
+run_hv() {
+    name=$1 emu=$2
+    echo "bench: $name: test2.py --emulator $emu (log in $work/$name)" >&2
+    "$root/.jenkins/test2.py" --emulator "$emu" --smp 1 --guest "$guest" \
+        --guest-done 'bench: done' --work-dir "$work/$name" >"$work/$name.out" 2>&1 \
+        || echo "bench: $name: test2.py failed, see $work/$name.out" >&2
+    grep -a '^bench: ' "$work/$name/serial.log" 2>/dev/null >"$work/$name.txt" || true
+}
+
+run_native() {
+    echo "bench: native: Bochs 3.0 without the hypervisor" >&2
+    bochs3=$(sh "$root/tools/build-bochs3.sh" | tail -n 1)
+    (cd "$root/tests/guest" && BOCHS="$bochs3" sh selftest/run-bochs.sh \
+        build/loader.bin build/bench/guest.bin bench) >"$work/native.out" 2>&1 \
+        || echo "bench: native: the run failed, see $work/native.out" >&2
+    grep -a '^bench: ' "$work/native.out" >"$work/native.txt" || true
+}
+
+run_hv mtf bochs
+run_hv tf bochs-nomtf
+run_native
+
+# field FILE ACCESS KEY: the value of KEY= on ACCESS's line, or "-"
+field() {
+    v=$(awk -v a="$2" -v k="$3" '$2 == a { for (i = 3; i <= NF; i++) {
+            split($i, kv, "="); if (kv[1] == k) print kv[2] } }' "$1" 2>/dev/null | head -n 1)
+    echo "${v:--}"
+}
+
+echo
+echo "xAPIC access cost, BSP only, 1000 accesses each (ticks = guest instructions on Bochs)"
+printf '%-11s | %12s | %9s | %9s | %17s | %8s | %17s\n' access "native ticks" \
+    "MTF ticks" "MTF exits" "TF-fallback ticks" "TF exits" "ratio MTF/native"
+printf '%s\n' "------------+--------------+-----------+-----------+-------------------+----------+------------------"
+any=0
+for a in empty_loop xapic_read eoi_write icr_write; do
+    n=$(field "$work/native.txt" $a ticks/access)
+    m=$(field "$work/mtf.txt" $a ticks/access)
+    me=$(field "$work/mtf.txt" $a exits/access)
+    t=$(field "$work/tf.txt" $a ticks/access)
+    te=$(field "$work/tf.txt" $a exits/access)
+    ratio=-
+    if [ "$n" != - ] && [ "$m" != - ] && [ "$n" -gt 0 ]; then
+        ratio=$(awk -v m="$m" -v n="$n" 'BEGIN { printf "%.0f", m / n }')
+    fi
+    for v in "$n" "$m" "$t"; do [ "$v" != - ] && any=1; done
+    printf '%-11s | %12s | %9s | %9s | %17s | %8s | %17s\n' $a "$n" "$m" "$me" "$t" "$te" "$ratio"
+done
+echo
+echo "empty_loop is the timed loop without an access (loop overhead, in every figure)."
+echo "icr_write: a fixed self-IPI (shorthand self, vector 0xf1) with interrupts disabled."
+echo "Logs: $work"
+[ "$any" = 1 ]
