@@ -30,6 +30,7 @@
 #define EXC_DB 1
 #define EXC_NMI 2
 #define EXC_BP 3
+#define EXC_OF 4
 #define EXC_UD 6
 #define EXC_DF 8
 #define EXC_TS 10

@@ -124,6 +124,7 @@ uint64_t virt_to_phys(const void *va);
 /* 4 KiB pages from the heap in the reserved region, zeroed; panics when exhausted
  * (the region is sized by init, so that is a configuration error worth a clear stop). */
 void *page_alloc(uint64_t *pa);
+void *pages_alloc(unsigned n, uint64_t *pa);  /* n contiguous pages */
 uint64_t heap_pages_free(void);
 
 /* Exceptions in host context. */
@@ -163,6 +164,8 @@ struct vcpu {
 
 /* Implemented by the architecture half (vmx/ or svm/). */
 extern const char *const arch_name;          /* "VMX" / "SVM" for the boot log */
+extern const uint8_t arch_hypercall_insn[3]; /* VMCALL / VMMCALL: the E820 stub's trap */
+bool arch_guest_event_pending(struct vcpu *v);  /* an event is set up for injection */
 int arch_cpu_init(struct pcpu *c);           /* capability checks, VMXON/EFER.SVME; 0 ok */
 void arch_nested_paging_init(void);          /* BSP: build the guest-physical map */
 __noreturn void arch_launch_bsp_guest(struct pcpu *c);
@@ -191,6 +194,9 @@ __noreturn void arch_launch_ap_guest(struct pcpu *c, uint32_t sipi_vector);
 
 /* Hypercalls (hypercall.c): dispatch to the hypapp, then to the runtime's own. */
 void hypercall_dispatch(struct vcpu *v);
+/* The hypercall instruction trapped (either half): the E820 stub's, or a hypercall.
+ * Returns true when the caller must step past the instruction. */
+bool hypercall_instruction(struct vcpu *v, bool real_mode);
 /* Guest access to the hypervisor's region: the hypapp may resolve it, else #GP(0). */
 void hypervisor_memory_violation(struct vcpu *v, uint64_t gpa, uint32_t access);
 /* Guest triple fault or reset: hypapp shutdown callback, then a system reset. */

@@ -3,7 +3,7 @@
  *
  * The hook is a real-mode stub in the top KiB of conventional memory, taken from the
  * BIOS data area's memory size (the way option ROMs reserve memory):
- *     +0  VMCALL              traps to the hypervisor, which decides where to resume:
+ *     +0  VMCALL / VMMCALL    traps to the hypervisor, which decides where to resume:
  *     +3  IRET                after an E820 call it answered,
  *     +4  JMP FAR old_vector  for every other INT 15h function (the BIOS's handler).
  * Results go to the guest's registers; CF goes into the FLAGS image on the guest's
@@ -23,7 +23,7 @@ void e820_hook_install(void)
     uint16_t kb = (uint16_t)(*base_kb - 1);
     uint32_t old = *ivt15;
     stub_linear = (uint64_t)kb * 1024;
-    uint8_t stub[9] = { 0x0f, 0x01, 0xc1, 0xcf, 0xea,
+    uint8_t stub[9] = { arch_hypercall_insn[0], arch_hypercall_insn[1], arch_hypercall_insn[2], 0xcf, 0xea,
                         (uint8_t)old, (uint8_t)(old >> 8), (uint8_t)(old >> 16), (uint8_t)(old >> 24) };
     memcpy(phys_to_virt(stub_linear), stub, sizeof(stub));
     *base_kb = kb;

@@ -42,6 +42,17 @@ void hypercall_dispatch(struct vcpu *v)
     }
 }
 
+bool hypercall_instruction(struct vcpu *v, bool real_mode)
+{
+    uint64_t lin = arch_guest_seg_base(v, SEG_CS) + arch_guest_rip(v);
+    if (real_mode && e820_hook_is_stub(lin)) {
+        arch_guest_set_rip(v, e820_hook_call(v));
+        return false;
+    }
+    hypercall_dispatch(v);
+    return !arch_guest_event_pending(v);
+}
+
 void hypervisor_memory_violation(struct vcpu *v, uint64_t gpa, uint32_t access)
 {
     if (xmhf_app_hypmem_violation(v, gpa, access) == APP_HANDLED)

@@ -18,7 +18,6 @@ uint64_t heap_pages_free(void)
     return (heap_end - heap_next) >> 12;
 }
 
-void *pages_alloc(unsigned n, uint64_t *pa);
 void *pages_alloc(unsigned n, uint64_t *pa)
 {
     spin_lock(&heap_lock);

@@ -15,7 +15,6 @@ struct tramp_data {
 };
 extern char ap_tramp_start[], ap_tramp_end[], ap_tramp_data[];
 void ap_entry(struct pcpu *c);
-void *pages_alloc(unsigned n, uint64_t *pa);
 
 static uint32_t apic_ids[MAX_CPUS];
 

@@ -8,7 +8,6 @@
 #include "svm-x86svm.h"
 #include "xmhf-hypapp.h"
 
-#define EXC_OF 4    /* INTO's overflow exception (x86.h lists the vectors used elsewhere) */
 
 typedef void (*exit_handler_t)(struct vcpu *v);
 
@@ -52,14 +51,7 @@ static void exit_cpuid(struct vcpu *v)
  * #UD): the INT 15h E820 stub's, else a hypercall for common code. */
 static void hypercall_insn(struct vcpu *v)
 {
-    struct vmcb *vm = vmcb_of(v);
-    uint64_t lin = arch_guest_seg_base(v, SEG_CS) + vm->save.rip;
-    if (!(vm->save.cr0 & CR0_PE) && e820_hook_is_stub(lin)) {
-        arch_guest_set_rip(v, e820_hook_call(v));
-        return;
-    }
-    hypercall_dispatch(v);
-    if (!svm_event_pending(v))
+    if (hypercall_instruction(v, !(vmcb_of(v)->save.cr0 & CR0_PE)))
         svm_skip_instruction(v, 3);
 }
 

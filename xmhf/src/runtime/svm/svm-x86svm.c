@@ -7,8 +7,13 @@
 #include "svm-x86svm.h"
 
 const char *const arch_name = "SVM";
+const uint8_t arch_hypercall_insn[3] = { 0x0f, 0x01, 0xd9 };   /* VMMCALL */
 
-void *pages_alloc(unsigned n, uint64_t *pa);
+bool arch_guest_event_pending(struct vcpu *v)
+{
+    return svm_event_pending(v);
+}
+
 
 /* The MSR permission map, shared by every CPU (read-only once built). Only the MSRs that
  * would expose or break SVM are intercepted (15.11 "MSR Intercepts"):

@@ -40,13 +40,7 @@ static void exit_cpuid(struct vcpu *v)
 
 static void exit_vmcall(struct vcpu *v)
 {
-    uint64_t lin = arch_guest_seg_base(v, SEG_CS) + vmreadN(VMCS_GUEST_RIP);
-    if (!(vmreadN(VMCS_GUEST_CR0) & CR0_PE) && e820_hook_is_stub(lin)) {
-        arch_guest_set_rip(v, e820_hook_call(v));
-        return;
-    }
-    hypercall_dispatch(v);
-    if (!event_pending())
+    if (hypercall_instruction(v, !(vmreadN(VMCS_GUEST_CR0) & CR0_PE)))
         vmx_skip_instruction(v);
 }
 

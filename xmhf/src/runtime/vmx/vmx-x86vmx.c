@@ -10,6 +10,13 @@
 #endif
 
 const char *const arch_name = "VMX";
+const uint8_t arch_hypercall_insn[3] = { 0x0f, 0x01, 0xc1 };   /* VMCALL */
+
+bool arch_guest_event_pending(struct vcpu *v)
+{
+    (void)v;
+    return vmx_event_pending();
+}
 
 static uint8_t *msr_bitmap;     /* all zero: MSRs 0-1fff and c0000000-c0001fff pass through */
 static uint64_t msr_bitmap_pa;
@@ -271,6 +278,7 @@ __noreturn void arch_launch_bsp_guest(struct pcpu *c)
 /* The AP's guest as after INIT and STARTUP: real mode at vector:0000 (SDM 9.4.4.1). */
 __noreturn void arch_launch_ap_guest(struct pcpu *c, uint32_t sipi_vector)
 {
+    printk("xmhf: CPU %u: guest started at %04x:0000\n", c->idx, sipi_vector << 8);
     launch(c, (uint16_t)(sipi_vector << 8), 0, 0);
 }
 
