@@ -86,6 +86,12 @@ bool vmx_smpg_apic_trap(struct vcpu *v, uint64_t gpa, uint64_t qual)
 
     uint64_t rflags = vmreadN(VMCS_GUEST_RFLAGS);
     uint32_t intr = vmread32(VMCS_GUEST_INTERRUPTIBILITY);
+    /* A single-step trap cannot be pending before an instruction that faulted (it would
+     * have been delivered first), yet Bochs 2.7 saves BS here when the guest's POPF has
+     * just set TF. Left in place it would fire before the stepped instruction; the
+     * guest's TF yields its #DB after the instruction anyway. */
+    if (rflags & RFLAGS_TF)
+        vmwriteN(VMCS_GUEST_PENDING_DBG, vmreadN(VMCS_GUEST_PENDING_DBG) & ~DBG_BS);
     bool vectoring = vmread32(VMCS_IDT_VECTORING_INFO) & INTR_INFO_VALID;
     x->step_sti = x->step_extint = false;
     if (x->mtf) {
@@ -170,7 +176,7 @@ static void redeliver_exception(uint32_t info)
 static void step_debug(struct vcpu *v, struct vmx_cpu *x)
 {
     uint64_t q = vmreadN(VMCS_EXIT_QUALIFICATION) & (DBG_BS | 0xf);
-    bool executed = vmreadN(VMCS_GUEST_RIP) != x->step_rip || (q & DBG_BS);
+    bool executed = vmreadN(VMCS_GUEST_RIP) != x->step_rip;
     bool guest_tf = x->mtf ? (vmreadN(VMCS_GUEST_RFLAGS) & RFLAGS_TF) : x->step_guest_tf;
     step_finish(v, executed);
     if (!guest_tf)
