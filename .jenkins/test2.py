@@ -328,8 +328,14 @@ def emulator_command(args, work, iso):
     return argv, env, [qlog, os.path.join(work, "emulator.out")]
 
 
-def expected_virt(emulator):
+AMD_BOCHS_MODELS = ("ryzen", "zambezi", "trinity_apu", "phenom_8650_toliman",
+                    "athlon64_clawhammer", "athlon64_venice", "turion64_tyler")
+
+
+def expected_virt(emulator, cpu_model=""):
     if emulator == "qemu-svm":
+        return "SVM"
+    if emulator.startswith("bochs") and cpu_model in AMD_BOCHS_MODELS:
         return "SVM"
     if emulator == "qemu-kvm":
         try:
@@ -535,7 +541,7 @@ def run(args):
         % (args.emulator, args.smp, args.memory, args.timeout, work))
     iso = build_iso(args, work)
     argv, env, emu_logs = emulator_command(args, work, iso)
-    virt = expected_virt(args.emulator)
+    virt = expected_virt(args.emulator, args.cpu_model)
     serial_path = os.path.join(work, "serial.log")
     with open(os.path.join(work, "emulator.cmd"), "w") as f:
         f.write(" ".join(argv) + "\n")
