@@ -1,13 +1,14 @@
 /* The guest-physical map: an identity NPT over all RAM and MMIO, write-back where the
  * firmware map says RAM, uncached elsewhere, and the hypervisor's region left out
  * (APM Vol. 2, 15.25 "Nested Paging"). MMIO above the initial map (64-bit PCI BARs) is
- * mapped on first touch. One table for every CPU for now: a per-CPU root (for the
- * guest-SMP stage's APIC-page unmapping) only needs svm_cpu's VMCB.N_CR3 to differ. */
+ * mapped on first touch. Each CPU's VMCB.N_CR3 is its own root: a private path of four
+ * tables down to its APIC page (ptpath.h), the shared tables everywhere else. */
+#include "apic.h"
 #include "npt.h"
 #include "svm-x86svm.h"
 
-uint64_t g_ncr3;
 static uint64_t *npt_root;
+static uint64_t npt_root_pa;
 static uint64_t phys_bits_limit;
 static struct spinlock npt_lock = SPINLOCK_INIT("npt");
 
@@ -24,6 +25,7 @@ static void *npt_p2v(void *ctx, uint64_t pa)
 }
 
 static const struct pt_alloc npt_heap = { npt_page, npt_p2v, NULL };
+static void sync_private_paths(void);
 
 #define PROT_UC (NPT_RWX | NPT_MT_UC)
 #define PROT_WB (NPT_RWX | NPT_MT_WB)
@@ -34,7 +36,7 @@ void arch_nested_paging_init(void)
     uint32_t r[4];
     cpuid(0x80000008u, 0, r);
     phys_bits_limit = 1ull << (r[0] & 0xff);
-    npt_root = page_alloc(&g_ncr3);
+    npt_root = page_alloc(&npt_root_pa);
     const struct e820_map *m = &g_bp->e820;
     uint64_t top = ALIGN_UP(e820_ram_top(m), 0x200000ull);
     if (top < PHYS_LIMIT)
@@ -71,8 +73,76 @@ int svm_npt_map_lazy(uint64_t gpa)
         spin_unlock(&npt_lock);
         panic("NPT: out of table pages");
     }
+    sync_private_paths();
     spin_unlock(&npt_lock);
     /* The processor does not cache not-present translations, so the guest's retry walks
      * the tables again: no TLB flush is needed. */
     return 0;
+}
+
+/* ---- per-CPU roots ----
+ * A step maps the APIC page in the stepping CPU's private leaf table only, so no other
+ * CPU's access goes unobserved meanwhile (DESIGN.md section 4). */
+
+/* Entries are only ever added to the shared map, so the copies need no flush. Caller
+ * holds npt_lock. */
+static void sync_private_paths(void)
+{
+    for (uint32_t i = 0; i < g_ncpus; i++) {
+        struct svm_cpu *s = g_pcpu[i]->arch_page[2];
+        if (s && s->npt.t[0] && s->npt.in)
+            pt_path_sync(&s->npt, npt_root, &npt_heap);
+    }
+}
+
+/* This CPU's root, with apic_gpa trapped (0: nothing). */
+void svm_npt_private_init(struct pcpu *c, uint64_t apic_gpa)
+{
+    if (pt_path_alloc(&svm_of(c)->npt, &npt_heap) != 0)
+        panic("NPT: out of table pages");
+    if (svm_npt_private_build(svm_of(c), apic_gpa) != 0)
+        panic("CPU %u: cannot trap the APIC page %llx", c->idx, (unsigned long long)apic_gpa);
+}
+
+/* Makes apic_gpa this CPU's trapped page (0: none; the path then leads to the default
+ * base and leaves it mapped). The shared map is split to 4 KiB leaves there first, with
+ * the attributes it had. -1 when the page cannot be trapped (hypervisor memory, beyond
+ * the physical address width). The caller loads the root and flushes. */
+int svm_npt_private_build(struct svm_cpu *s, uint64_t apic_gpa)
+{
+    uint64_t page = apic_gpa ? apic_gpa : APIC_DEFAULT_BASE;
+    if (gpa_in_hypervisor(page, 0x1000) || page >= phys_bits_limit)
+        return -1;
+    spin_lock(&npt_lock);
+    uint64_t *leaf = npt_lookup(npt_root, page, NULL, &npt_heap);
+    npt_prot_t prot = leaf ? (*leaf & (NPT_RWX | NPT_PWT | NPT_PCD | NPT_NX)) : PROT_UC;
+    if (npt_map(npt_root, page, page, 0x1000, prot, &npt_heap) != 0) {
+        spin_unlock(&npt_lock);
+        panic("NPT: out of table pages");
+    }
+    pt_path_build(&s->npt, npt_root, page, NPT_P | NPT_RW | NPT_US, &npt_heap);
+    if (apic_gpa)
+        *pt_path_leaf(&s->npt) = 0;
+    s->apic_gpa = apic_gpa;
+    sync_private_paths();   /* the others take the split (same translations, finer) */
+    spin_unlock(&npt_lock);
+    return 0;
+}
+
+/* The guest moved its APIC (IA32_APIC_BASE): the trap follows it, or, where the new
+ * page cannot be trapped, says so and traps nothing. */
+void svm_npt_retarget(struct pcpu *c, uint64_t apic_gpa)
+{
+    if (svm_npt_private_build(svm_of(c), apic_gpa) == 0)
+        return;
+    printk("xmhf: CPU %u: APIC page %llx cannot be trapped\n", c->idx,
+           (unsigned long long)apic_gpa);
+    svm_npt_private_build(svm_of(c), 0);
+}
+
+/* The APIC page's entry in this CPU's private leaf table: hpa (uncached, RWX) or, with
+ * hpa == 0, not present. Only the owning CPU calls this; it flushes after a removal. */
+void svm_npt_apic_entry(struct svm_cpu *s, uint64_t hpa)
+{
+    *pt_path_leaf(&s->npt) = hpa ? (hpa | PROT_UC) : 0;
 }

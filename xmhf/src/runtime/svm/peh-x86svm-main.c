@@ -4,6 +4,7 @@
  * reported clearly and stops that CPU rather than guessing. Exception intercepts have
  * one slot per vector (SVM_EXIT_EXCP(v)), so the single-step #DB of the guest-SMP stage
  * is one more entry. */
+#include "apic.h"
 #include "msr.h"
 #include "svm-x86svm.h"
 #include "xmhf-hypapp.h"
@@ -97,6 +98,14 @@ static void exit_msr(struct vcpu *v)
     bool write = vmcb_of(v)->ctl.exitinfo1 & 1;
     uint64_t val = (r[R_DX] << 32) | (uint32_t)r[R_AX];
     bool ok;
+    if (write && msr == MSR_IA32_APIC_BASE) {
+        svm_smpg_apic_base_write(v, val);
+        return;
+    }
+    if (write && msr == X2APIC_MSR(APIC_ICR_LO)) {
+        svm_smpg_x2apic_icr_write(v, val);
+        return;
+    }
     if (msr == MSR_VM_CR || msr == MSR_VM_HSAVE_PA) {
         ok = false;
     } else if (msr == MSR_IA32_EFER) {
@@ -137,11 +146,14 @@ static void exit_invd(struct vcpu *v)
 }
 
 /* #NPF (15.25.6): EXITINFO1 is a page-fault error code, EXITINFO2 the guest-physical
- * address. Accesses to the hypervisor's region never complete. */
+ * address. The APIC page begins a step; accesses to the hypervisor's region never
+ * complete. */
 static void exit_npf(struct vcpu *v)
 {
     struct vmcb *vm = vmcb_of(v);
     uint64_t err = vm->ctl.exitinfo1, gpa = vm->ctl.exitinfo2;
+    if (svm_smpg_apic_trap(v, gpa, err))
+        return;
     if (gpa_in_hypervisor(gpa, 1)) {
         uint32_t access = (err & SVM_NPF_WRITE) ? APP_ACCESS_WRITE :
                           (err & SVM_NPF_FETCH) ? APP_ACCESS_EXEC : APP_ACCESS_READ;
@@ -160,7 +172,17 @@ static void exit_shutdown(struct vcpu *v)
     guest_reset(v, "triple fault (shutdown)");
 }
 
+/* An NMI exited the guest (NMI intercept). Nothing to do here: the NMI is still
+ * pending and is taken by the host's handler when svm-entry.S opens GIF, which counts
+ * it once; svm_nmi_prepare injects it when the guest can take it. */
+static void exit_nmi(struct vcpu *v)
+{
+    (void)v;
+}
+
 static const exit_handler_t exit_table[SVM_EXIT_CODE_COUNT] = {
+    [SVM_EXIT_NMI] = exit_nmi,
+    [SVM_EXIT_IRET] = svm_smpg_iret,
     [SVM_EXIT_EXCP(EXC_UD)] = exit_excp_ud,
     [SVM_EXIT_CPUID] = exit_cpuid,
     [SVM_EXIT_INVD] = exit_invd,
@@ -228,10 +250,15 @@ void svm_exit_handler(struct pcpu *c, struct gregs *g)
     vm->ctl.tlb_control = SVM_TLB_FLUSH_NOTHING;
     c->exits_total++;
     c->exits[stat_slot(code)]++;
-    if (code >= SVM_EXIT_CODE_COUNT || !exit_table[code])
+    if (code >= SVM_EXIT_CODE_COUNT)
         exit_unhandled(c, vm);
     uint64_t info = vm->ctl.exitintinfo;
-    exit_table[code](&v);
+    /* A step in progress sees every exit first (its #DB, exceptions, NMIs). */
+    if (svm_of(c)->step == STEP_NONE || !svm_smpg_step_exit(&v, code)) {
+        if (!exit_table[code])
+            exit_unhandled(c, vm);
+        exit_table[code](&v);
+    }
     reinject_interrupted_event(vm, info);
     vm->save.rax = g->r[R_AX];
 }

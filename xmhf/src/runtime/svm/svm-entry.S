@@ -29,9 +29,21 @@ svm_run:
     rep movsq
     mov FRAME_HOST(%rsp), %rax
     vmsave                      /* the host's FS/GS/TR/LDTR/syscall MSRs */
-    clgi                        /* GIF stays 0 in the host: NMI/SMI/INIT wait for VMRUN */
+    clgi                        /* GIF is 0 in the host but for the STGI below */
 
-1:  mov FRAME_VMCB(%rsp), %rax
+/* NMIs: the guest's exit on an NMI (NMI intercept) leaves the NMI pending while GIF is
+ * 0. Here, once per entry, GIF opens for an instruction boundary: a pending NMI is taken
+ * by the host's handler, which counts it in pcpu->nmi_host (exceptions.c); then
+ * svm_nmi_prepare turns what was counted into an injection when the guest can take
+ * one. One that arrives after the CLGI stays pending: VMRUN sets GIF, the NMI exits the
+ * guest at once, and it is counted on the next round. Host IF is 0 throughout, so
+ * nothing else is taken here. */
+1:  stgi
+    nop
+    clgi
+    mov %gs:0, %rdi
+    call svm_nmi_prepare
+    mov FRAME_VMCB(%rsp), %rax
     vmload                      /* the guest's FS/GS/TR/LDTR/syscall MSRs */
     mov 1*8(%rsp), %rcx
     mov 2*8(%rsp), %rdx
@@ -73,10 +85,9 @@ svm_run:
 
 /* The NMI window of exceptions.c: on VMX an NMI can reach the host between the exit
  * handler and VM entry, and the handler rewinds to the window's start. Here the host
- * never runs with GIF = 1 once the loop has started (CLGI above; #VMEXIT clears GIF and
- * only VMRUN sets it), so an NMI waits, pending, until VMRUN and is then taken by the
- * guest (NMIs are not intercepted; 15.17 "Global Interrupt Flag, STGI and CLGI
- * Instructions"). The window is empty. */
+ * takes NMIs only at the STGI above, before anything is decided for the next entry
+ * (15.17 "Global Interrupt Flag, STGI and CLGI Instructions"), so there is nothing to
+ * rewind: the window is empty. */
     .globl entry_nmi_window_start, entry_nmi_window_end
 entry_nmi_window_start:
 entry_nmi_window_end:

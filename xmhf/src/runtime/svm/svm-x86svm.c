@@ -2,6 +2,7 @@
  * SVM", 15.5 "VMRUN Instruction", 15.30 "SVM Related MSRs"; the real-mode state a boot
  * sector expects is entered directly: with nested paging the guest may run with
  * CR0.PE = 0, 15.25 "Nested Paging"). */
+#include "apic.h"
 #include "gwalk.h"
 #include "msr.h"
 #include "svm-x86svm.h"
@@ -20,7 +21,11 @@ bool arch_guest_event_pending(struct vcpu *v)
  *   EFER         the guest must neither see nor clear SVME (15.4 "Enabling SVM": clearing
  *                it while in guest mode would make the next VMRUN fail);
  *   VM_CR        SVM's own control (SVMDIS, LOCK);
- *   VM_HSAVE_PA  where VMRUN saves host state: a guest write would redirect it. */
+ *   VM_HSAVE_PA  where VMRUN saves host state: a guest write would redirect it;
+ *   APIC_BASE    writes only: the trap follows the APIC page (relocation, disable,
+ *                x2APIC; smpg-x86svm.c);
+ *   x2APIC ICR   writes of MSR 0x830 only: INIT/SIPI in x2APIC mode. Every other x2APIC
+ *                register, EOI included, costs no exit. */
 static uint8_t *msrpm;
 static uint64_t msrpm_pa;
 static struct spinlock msrpm_lock = SPINLOCK_INIT("msrpm");
@@ -32,7 +37,9 @@ static void msrpm_build(void)
         uint8_t *m = pages_alloc(SVM_MSRPM_SIZE / 4096, &msrpm_pa);
         if (svm_msrpm_intercept(m, MSR_IA32_EFER, SVM_MSRPM_READ | SVM_MSRPM_WRITE) ||
             svm_msrpm_intercept(m, MSR_VM_CR, SVM_MSRPM_READ | SVM_MSRPM_WRITE) ||
-            svm_msrpm_intercept(m, MSR_VM_HSAVE_PA, SVM_MSRPM_READ | SVM_MSRPM_WRITE))
+            svm_msrpm_intercept(m, MSR_VM_HSAVE_PA, SVM_MSRPM_READ | SVM_MSRPM_WRITE) ||
+            svm_msrpm_intercept(m, MSR_IA32_APIC_BASE, SVM_MSRPM_WRITE) ||
+            svm_msrpm_intercept(m, X2APIC_MSR(APIC_ICR_LO), SVM_MSRPM_WRITE))
             panic("MSR permission map: MSR outside the map");
         __atomic_store_n(&msrpm, m, __ATOMIC_RELEASE);
     }
@@ -115,13 +122,13 @@ int arch_cpu_init(struct pcpu *c)
     return 0;
 }
 
-/* Halted with interrupts off: only NMI, INIT or SMI wake a parked AP. No INIT intercept
- * is ever set: under QEMU TCG an intercepted INIT resets the host CPU instead of exiting
- * (DESIGN.md section 6), so the guest-SMP stage catches the guest's INIT/SIPI at the ICR. */
+/* An AP waits, halted, until the guest starts it (smpguest.c wakes it with NMIs; GIF is
+ * still 1 here, so they reach the host's handler). No INIT intercept is ever set: under
+ * QEMU TCG an intercepted INIT resets the host CPU instead of exiting (DESIGN.md section
+ * 6), so the guest's INIT/SIPI are caught at the ICR (smpg-x86svm.c). */
 __noreturn void arch_park_ap(struct pcpu *c)
 {
-    (void)c;
-    halt_forever();
+    arch_launch_ap_guest(c, smpg_ap_wait_for_sipi(c));
 }
 
 /* The intercepts (15.9-15.14). Everything the guest does runs natively except:
@@ -134,17 +141,20 @@ __noreturn void arch_park_ap(struct pcpu *c)
  *   #UD            to recognise Intel's VMCALL, which hypercall users and the E820 stub
  *                  may execute; it is #UD on AMD (every other #UD is reflected);
  *   INVD           would discard the hypervisor's dirty cache lines: done as WBINVD;
- *   SHUTDOWN       a guest triple fault resets the system through the hypapp.
- * Physical interrupts and NMIs are not intercepted (V_INTR_MASKING = 0): they reach
- * the guest directly under its own RFLAGS.IF. INIT is not intercepted (see above). */
+ *   SHUTDOWN       a guest triple fault resets the system through the hypapp;
+ *   NMI            every NMI is held and injected by the hypervisor (smpg-x86svm.c), so
+ *                  that none is lost or doubled around an APIC step.
+ * Physical interrupts are not intercepted (V_INTR_MASKING = 0 outside a step): they reach
+ * the guest directly under its own RFLAGS.IF. INIT is not intercepted (see above). The
+ * nested-page root is this CPU's own (npt-x86svm.c). */
 static void vmcb_controls(struct svm_cpu *s)
 {
     struct svm_control *ctl = &s->vmcb->ctl;
     ctl->intercept_cr = 0;
     ctl->intercept_dr = 0;
     ctl->intercept_exc = 1u << EXC_UD;
-    ctl->intercept1 = SVM_INTERCEPT_CPUID | SVM_INTERCEPT_INVD | SVM_INTERCEPT_INVLPGA |
-                      SVM_INTERCEPT_MSR_PROT | SVM_INTERCEPT_SHUTDOWN;
+    ctl->intercept1 = SVM_INTERCEPT_NMI | SVM_INTERCEPT_CPUID | SVM_INTERCEPT_INVD |
+                      SVM_INTERCEPT_INVLPGA | SVM_INTERCEPT_MSR_PROT | SVM_INTERCEPT_SHUTDOWN;
     ctl->intercept2 = SVM_INTERCEPT_VMRUN | SVM_INTERCEPT_VMMCALL | SVM_INTERCEPT_VMLOAD |
                       SVM_INTERCEPT_VMSAVE | SVM_INTERCEPT_STGI | SVM_INTERCEPT_CLGI |
                       SVM_INTERCEPT_SKINIT;
@@ -157,7 +167,7 @@ static void vmcb_controls(struct svm_cpu *s)
     ctl->int_state = 0;
     ctl->eventinj = 0;
     ctl->np_control = SVM_NP_ENABLE;
-    ctl->n_cr3 = g_ncr3;
+    ctl->n_cr3 = s->npt.pa[0];
     ctl->clean_bits = 0;            /* nothing cached: the hypervisor edits the VMCB freely */
 }
 
@@ -198,14 +208,23 @@ static void vmcb_guest_realmode(struct svm_cpu *s, uint16_t cs_sel, uint64_t rip
     st->sysenter_cs = st->sysenter_esp = st->sysenter_eip = 0;
 }
 
-__noreturn void arch_launch_bsp_guest(struct pcpu *c)
+/* A guest CPU's first entry, in real mode at cs_sel:rip: the BSP at 0000:7c00 with DL =
+ * boot drive, an AP at its STARTUP vector. */
+__noreturn void svm_launch_guest(struct pcpu *c, uint16_t cs_sel, uint64_t rip)
 {
     struct svm_cpu *s = svm_of(c);
+    svm_smpg_cpu_setup(c);
     vmcb_controls(s);
-    vmcb_guest_realmode(s, 0, 0x7c00);
+    vmcb_guest_realmode(s, cs_sel, rip);
     memset(&s->launch_regs, 0, sizeof(s->launch_regs));
-    s->launch_regs.r[R_DX] = g_bp->opts.boot_drive;
+    if (c->is_bsp)
+        s->launch_regs.r[R_DX] = g_bp->opts.boot_drive;
     svm_run(s->vmcb_pa, s->host_state_pa, &s->launch_regs);
+}
+
+__noreturn void arch_launch_bsp_guest(struct pcpu *c)
+{
+    svm_launch_guest(c, 0, 0x7c00);
 }
 
 /* ---- the guest view for common code ---- */

@@ -1,6 +1,8 @@
 /* State shared by the SVM half's files (not by common code). */
 #ifndef XMHF_SVM_X86SVM_H
 #define XMHF_SVM_X86SVM_H
+#include "apicstep.h"
+#include "ptpath.h"
 #include "svm.h"
 #include "xmhf.h"
 
@@ -18,13 +20,45 @@ struct svm_cpu {
     struct svm_features feat;
     uint64_t efer_allowed;      /* EFER bits the guest may write (besides LMA, ignored) */
     struct gregs launch_regs;
+    /* This CPU's nested-page root (npt-x86svm.c): shared tables except the private path
+     * to its APIC page, whose entry is not present outside a step. */
+    struct pt_path npt;
+    uint64_t apic_gpa;          /* trapped xAPIC page; 0: none (APIC off, x2APIC) */
+    uint32_t *capture;          /* ICR accesses land here during a step */
+    uint64_t capture_pa;
+    /* The single-step in progress (smpg-x86svm.c). */
+    uint32_t step;              /* enum svm_step */
+    struct apic_access access;  /* STEP_APIC: what is being accessed */
+    bool step_guest_tf;         /* RFLAGS.TF was the guest's own at the start */
+    uint64_t step_rip, step_dr6;
+    uint32_t saved_exc, saved_int1;
+    uint64_t saved_vintr;
+    /* NMI delivery: the guest's NMI blocking from an injected NMI to its IRET. */
+    bool nmi_blocked;
+    bool nmi_force;             /* inject at the next entry whatever the shadow says */
 };
 static inline struct svm_cpu *svm_of(struct pcpu *c) { return c->arch_page[2]; }
 static inline struct vmcb *vmcb_of(struct vcpu *v) { return svm_of(v->cpu)->vmcb; }
 
+/* What a step is for: an APIC access, the IRET that ends the guest's NMI handler, or
+ * one instruction out of an interrupt shadow that holds up a pending NMI. */
+enum svm_step { STEP_NONE, STEP_APIC, STEP_IRET, STEP_WINDOW };
+
 /* npt-x86svm.c */
-extern uint64_t g_ncr3;
 int svm_npt_map_lazy(uint64_t gpa);
+void svm_npt_private_init(struct pcpu *c, uint64_t apic_gpa);
+int svm_npt_private_build(struct svm_cpu *s, uint64_t apic_gpa);
+void svm_npt_retarget(struct pcpu *c, uint64_t apic_gpa);
+void svm_npt_apic_entry(struct svm_cpu *s, uint64_t hpa);
+
+/* smpg-x86svm.c */
+void svm_smpg_cpu_setup(struct pcpu *c);
+bool svm_smpg_apic_trap(struct vcpu *v, uint64_t gpa, uint64_t err);
+bool svm_smpg_step_exit(struct vcpu *v, uint64_t code);
+void svm_smpg_apic_base_write(struct vcpu *v, uint64_t val);
+void svm_smpg_x2apic_icr_write(struct vcpu *v, uint64_t val);
+void svm_smpg_iret(struct vcpu *v);
+void svm_nmi_prepare(struct pcpu *c);
 
 /* svm-x86svm.c */
 int svm_guest_read_linear(struct vcpu *v, uint64_t la, void *buf, unsigned n);
@@ -35,6 +69,7 @@ bool svm_event_pending(struct vcpu *v);
 
 /* peh-x86svm-main.c, svm-entry.S */
 void svm_exit_handler(struct pcpu *c, struct gregs *g);
+__noreturn void svm_launch_guest(struct pcpu *c, uint16_t cs_sel, uint64_t rip);
 __noreturn void svm_run(uint64_t vmcb_pa, uint64_t host_state_pa, const struct gregs *init);
 
 #endif

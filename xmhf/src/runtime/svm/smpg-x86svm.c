@@ -1,0 +1,265 @@
+/* Guest SMP on AMD: the guest's xAPIC page is not present in this CPU's nested page
+ * table, so each access exits with #NPF; that one instruction is then single-stepped
+ * against the real APIC page (reads, other writes) or a per-CPU capture page (any access
+ * to the ICR, 0x300-0x31f), and the page leaves the table again when the step ends.
+ * DESIGN.md section 4; the policy (what an ICR write means) is smpguest.c/apicstep.c.
+ *
+ * SVM has no monitor trap flag, so a step is RFLAGS.TF plus the #DB intercept (APM
+ * Vol. 2, 15.12 "Exception Intercepts"; the single-step trap is taken after exactly one
+ * instruction, before any NMI or interrupt, APM Vol. 2, 8.5 "Exception and Interrupt
+ * Priorities"). For the length of a step:
+ *  - TF is set; whether the guest had it set itself is kept, and the single-step #DB the
+ *    guest asked for is handed back to it exactly once, with DR6.BS. DR6 is put back as
+ *    it was, so the hypervisor's own trap leaves no trace in it.
+ *  - Every exception is intercepted. If the instruction faults (say a #PF on the other
+ *    operand of a MOVS), the step is undone first, then the exception is delivered with
+ *    its error code (EXITINFO1) and, for #PF, CR2 = EXITINFO2 (an intercepted #PF does
+ *    not write CR2). An exception the hypervisor always intercepts (#UD: VMCALL) goes to
+ *    its usual handler; #BP/#OF are left to run again natively.
+ *  - Physical interrupts are held off by V_INTR_MASKING (15.21.1 "Physical Interrupt
+ *    Masking"): with it set, the guest's RFLAGS.IF masks only virtual interrupts and
+ *    physical ones are masked by the host's IF, which is 0 in this hypervisor. So the
+ *    guest's RFLAGS.IF is never touched, and an interrupt that arrives during the step
+ *    stays pending in the APIC and is taken by the guest afterwards under its own IF:
+ *    all the guest could observe is one instruction of extra latency. (The VMCB
+ *    interrupt shadow would do the same, but it is not specified whether real parts
+ *    treat it like a MOV SS shadow, which also delays the single-step trap.)
+ *  - NMIs are intercepted at all times (below).
+ *
+ * NMIs. The NMI intercept only makes an NMI exit the guest: the NMI itself stays pending
+ * (GIF is 0 after #VMEXIT) until the host sets GIF, and then the host's NMI handler
+ * (exceptions.c) counts it in pcpu->nmi_host. svm-entry.S opens GIF for that once per
+ * entry (STGI; CLGI), so an NMI that arrived in the guest, during a step or in the host is
+ * counted exactly once; one that arrives after the CLGI exits the guest straight away
+ * and is counted on the next round. svm_nmi_prepare then owes it to the guest and
+ * injects one when the guest can take it: not during a step, not while the guest's NMI
+ * handler runs (from the injection to its IRET, found with the IRET intercept and the
+ * IRET itself single-stepped, because NMIs are unblocked only once it has completed),
+ * not over another injected event, and not in an interrupt shadow (then one instruction
+ * is stepped first).
+ *
+ * TLB: a step removes the page again and asks for a TLB flush at the next VMRUN. Only
+ * this CPU's tables ever mapped it, so only its TLB can hold the translation. Flush by
+ * ASID where CPUID says so, else flush-all (QEMU TCG implements only that encoding). */
+#include "apic.h"
+#include "msr.h"
+#include "svm-x86svm.h"
+
+#define DR6_BS       (1ull << 14)   /* single-step */
+#define DR6_BN       0xfull         /* B0-B3: breakpoint conditions met */
+#define EXC_ALL      0xffffffffu
+
+const char *g_step_method = "RFLAGS.TF + #DB";   /* SVM has no monitor trap flag */
+
+static uint8_t tlb_flush_code(const struct svm_cpu *s)
+{
+    return (s->feat.edx & SVM_FEAT_FLUSH_BY_ASID) ? SVM_TLB_FLUSH_ASID : SVM_TLB_FLUSH_ALL;
+}
+
+/* Called by each CPU before its guest's first entry: the capture page and the CPU's own
+ * nested-page root with its APIC page left out. */
+void svm_smpg_cpu_setup(struct pcpu *c)
+{
+    struct svm_cpu *s = svm_of(c);
+    s->capture = page_alloc(&s->capture_pa);
+    svm_npt_private_init(c, apic_guest_page());
+    if (c->is_bsp)
+        printk("xmhf: xAPIC accesses trapped through per-CPU NPT roots, stepped with %s\n",
+               g_step_method);
+}
+
+/* ---- the step ---- */
+
+static void step_begin(struct svm_cpu *s, enum svm_step kind)
+{
+    struct vmcb *vm = s->vmcb;
+    s->step = kind;
+    s->step_rip = vm->save.rip;
+    s->step_guest_tf = vm->save.rflags & RFLAGS_TF;
+    s->step_dr6 = vm->save.dr6;
+    vm->save.dr6 &= ~(DR6_BS | DR6_BN);    /* so that what the step sets is new */
+    s->saved_exc = vm->ctl.intercept_exc;
+    s->saved_int1 = vm->ctl.intercept1;
+    s->saved_vintr = vm->ctl.vintr;
+    vm->ctl.intercept_exc = EXC_ALL;
+    if (kind == STEP_WINDOW)    /* instructions that would show the guest our TF */
+        vm->ctl.intercept1 |= SVM_INTERCEPT_PUSHF | SVM_INTERCEPT_POPF |
+                              SVM_INTERCEPT_IRET | SVM_INTERCEPT_INTN;
+    vm->ctl.vintr |= SVM_VINTR_MASKING;
+    vm->save.rflags |= RFLAGS_TF;
+}
+
+/* Undoes what step_begin changed. `executed`: the instruction completed. An IRET that
+ * completed loaded RFLAGS from the guest's stack, TF included: that TF is the guest's. */
+static void step_end(struct svm_cpu *s, bool executed)
+{
+    struct vmcb *vm = s->vmcb;
+    if (s->step == STEP_APIC) {
+        svm_npt_apic_entry(s, 0);
+        vm->ctl.tlb_control = tlb_flush_code(s);
+    }
+    vm->ctl.intercept_exc = s->saved_exc;
+    vm->ctl.intercept1 = s->saved_int1;
+    vm->ctl.vintr = s->saved_vintr;
+    if (!s->step_guest_tf && !(s->step == STEP_IRET && executed))
+        vm->save.rflags &= ~RFLAGS_TF;
+    vm->save.dr6 = s->step_dr6;
+    if (s->step == STEP_IRET && !executed)
+        vm->ctl.intercept1 |= SVM_INTERCEPT_IRET;   /* NMIs stay blocked: watch again */
+    s->step = STEP_NONE;
+}
+
+/* The #NPF on this CPU's APIC page: begin the step. false when gpa is not that page. */
+bool svm_smpg_apic_trap(struct vcpu *v, uint64_t gpa, uint64_t err)
+{
+    struct svm_cpu *s = svm_of(v->cpu);
+    if (!s->apic_gpa || (gpa & ~0xfffull) != s->apic_gpa || (err & SVM_NPF_P))
+        return false;
+    apic_access_record(&s->access, s->apic_gpa, gpa, err & SVM_NPF_WRITE);
+    /* Not present -> present: nothing can be cached for it, no flush needed. */
+    svm_npt_apic_entry(s, s->access.capture ? s->capture_pa : s->apic_gpa);
+    step_begin(s, STEP_APIC);
+    return true;
+}
+
+/* The guest's IRET while its NMI handler runs: NMIs become deliverable once the IRET
+ * has completed, so it is stepped (15.13.1 lists IRET among the intercepts checked
+ * before the instruction executes). */
+void svm_smpg_iret(struct vcpu *v)
+{
+    struct svm_cpu *s = svm_of(v->cpu);
+    s->vmcb->ctl.intercept1 &= ~SVM_INTERCEPT_IRET;
+    step_begin(s, STEP_IRET);
+}
+
+/* The #DB that ends a step, or a debug condition of the guest's own in the stepped
+ * instruction (data breakpoint). What belongs to the guest goes back to it as one #DB
+ * with those DR6 bits. */
+static void step_debug(struct vcpu *v, struct svm_cpu *s)
+{
+    struct vmcb *vm = s->vmcb;
+    uint64_t dr6 = vm->save.dr6;
+    bool executed = (dr6 & DR6_BS) || vm->save.rip != s->step_rip;   /* REP: same RIP */
+    uint64_t guest = dr6 & DR6_BN;
+    if (executed && s->step_guest_tf)
+        guest |= DR6_BS;
+    enum svm_step kind = s->step;
+    uint64_t dr6_before = s->step_dr6;
+    step_end(s, executed);
+    if (guest) {
+        vm->save.dr6 = dr6_before | guest;
+        arch_guest_inject_exception(v, EXC_DB, false, 0);
+    }
+    if (!executed) {
+        v->cpu->stats[STAT_STEPS_CANCELLED]++;
+        return;
+    }
+    if (kind == STEP_APIC)
+        apic_access_done(v, &s->access, s->capture);
+    else if (kind == STEP_IRET)
+        s->nmi_blocked = false;
+}
+
+/* An exception raised by the stepped instruction (the step is undone before anything
+ * else), 15.12: EXITINFO1 holds the error code, EXITINFO2 the #PF address. */
+static bool step_exception(struct vcpu *v, struct svm_cpu *s, unsigned vec)
+{
+    struct vmcb *vm = s->vmcb;
+    bool hv_own = s->saved_exc & (1u << vec);
+    enum svm_step kind = s->step;
+    step_end(s, false);
+    if (hv_own || vec == EXC_BP || vec == EXC_OF) {
+        /* The hypervisor's own intercept (VMCALL's #UD) takes it as usual; INT3/INTO
+         * raise theirs again when the guest re-executes them without the step. */
+        v->cpu->stats[STAT_STEPS_CANCELLED]++;
+        if (kind == STEP_WINDOW)
+            s->nmi_force = true;
+        return !hv_own;
+    }
+    v->cpu->stats[STAT_STEPS_FAULTED]++;
+    if (vec == EXC_PF)
+        vm->save.cr2 = vm->ctl.exitinfo2;
+    arch_guest_inject_exception(v, vec, exc_has_errcode(vec), (uint32_t)vm->ctl.exitinfo1);
+    return true;
+}
+
+/* Every exit while a step is armed comes here first. true: fully handled; false: the
+ * step is over (undone) and the exit goes through the normal dispatch. */
+bool svm_smpg_step_exit(struct vcpu *v, uint64_t code)
+{
+    struct svm_cpu *s = svm_of(v->cpu);
+    if (code == SVM_EXIT_NMI)
+        return true;    /* the instruction has not run; the NMI is counted by the host */
+    if (code == SVM_EXIT_EXCP(EXC_DB)) {
+        step_debug(v, s);
+        return true;
+    }
+    if (code >= SVM_EXIT_EXCP(0) && code < SVM_EXIT_EXCP(32))
+        return step_exception(v, s, (unsigned)(code - SVM_EXIT_EXCP(0)));
+    enum svm_step kind = s->step;
+    step_end(s, false);
+    v->cpu->stats[STAT_STEPS_CANCELLED]++;
+    if (kind == STEP_WINDOW && (code == SVM_EXIT_PUSHF || code == SVM_EXIT_POPF ||
+                                code == SVM_EXIT_IRET || code == SVM_EXIT_SWINT)) {
+        s->nmi_force = true;    /* the NMI goes first; the instruction runs natively after */
+        return true;
+    }
+    /* Anything else (an #NPF on the other operand, an intercepted instruction): the
+     * instruction did not complete and is handled as without a step. */
+    return false;
+}
+
+/* ---- IA32_APIC_BASE and the x2APIC ICR (MSR permission map: writes only) ---- */
+
+void svm_smpg_apic_base_write(struct vcpu *v, uint64_t val)
+{
+    struct svm_cpu *s = svm_of(v->cpu);
+    if (apic_base_write(v->cpu, val) != 0) {
+        arch_guest_inject_exception(v, EXC_GP, true, 0);
+        return;
+    }
+    uint64_t page = apic_guest_page();
+    if (page != s->apic_gpa) {
+        svm_npt_retarget(v->cpu, page);
+        s->vmcb->ctl.tlb_control = tlb_flush_code(s);
+    }
+    svm_skip_instruction(v, 2);                     /* 0f 30 */
+}
+
+void svm_smpg_x2apic_icr_write(struct vcpu *v, uint64_t val)
+{
+    if (apic_x2apic_icr_write(v, val) != 0)
+        arch_guest_inject_exception(v, EXC_GP, true, 0);
+    else
+        svm_skip_instruction(v, 2);
+}
+
+/* ---- NMI delivery, before every VMRUN (svm-entry.S, GIF = 0) ---- */
+
+void svm_nmi_prepare(struct pcpu *c)
+{
+    struct svm_cpu *s = svm_of(c);
+    struct vmcb *vm = s->vmcb;
+    c->nmi_pending += __atomic_exchange_n(&c->nmi_host, 0, __ATOMIC_SEQ_CST);
+    if (!c->nmi_pending || s->step != STEP_NONE || s->nmi_blocked ||
+        (vm->ctl.eventinj & SVM_EVT_VALID))
+        return;     /* later: after the step, at the IRET, or at the next exit */
+    if ((vm->ctl.int_state & SVM_INT_SHADOW) && !s->nmi_force) {
+        step_begin(s, STEP_WINDOW);
+        return;
+    }
+    vm->ctl.eventinj = SVM_EVT_VALID | SVM_EVT_TYPE_NMI | EXC_NMI;
+    c->nmi_pending--;
+    c->stats[STAT_NMIS_DELIVERED]++;
+    s->nmi_blocked = true;
+    s->nmi_force = false;
+    vm->ctl.intercept1 |= SVM_INTERCEPT_IRET;
+}
+
+/* ---- APs ---- */
+
+__noreturn void arch_launch_ap_guest(struct pcpu *c, uint32_t sipi_vector)
+{
+    printk("xmhf: CPU %u: guest started at %04x:0000\n", c->idx, sipi_vector << 8);
+    svm_launch_guest(c, (uint16_t)(sipi_vector << 8), 0);
+}
