@@ -108,7 +108,7 @@ probe_movs_recover:
 
 /* uint32_t probe_tf_read(uint64_t addr)
  * POPFQ sets TF; the single-step #DB comes after the instruction that follows it, the
- * read at probe_tf_read_insn, so its RIP is probe_tf_read_after (SDM Vol. 3A, 18.3.1.4
+ * read at probe_tf_read_insn, so its RIP is probe_tf_read_after (SDM Vol. 3B,
  * "Single-Step Exception Condition"). The #DB handler clears TF; the NOPs would each
  * raise another #DB if it did not. */
     .globl probe_tf_read, probe_tf_read_insn, probe_tf_read_after

@@ -11,7 +11,7 @@
 
 #define MSR_GS_BASE        0xc0000101u
 #define AP_STACK_SIZE      8192u
-#define TIMEOUT_AP_ONLINE  200000000ull     /* TSC ticks from the last SIPI */
+#define TIMEOUT_AP_ONLINE  50000000ull      /* TSC ticks from the last SIPI */
 
 struct cpu cpus[MAX_CPUS];
 unsigned ncpus = 1;
@@ -115,8 +115,13 @@ bool smp_start_ap(struct cpu *t, char *why, size_t why_size)
     uint64_t t0 = rdtsc();
     while (__atomic_load_n(&t->state, __ATOMIC_ACQUIRE) != CPU_ONLINE) {
         if (rdtsc() - t0 > TIMEOUT_AP_ONLINE) {
+            /* Park it (INIT: wait-for-SIPI) so that an AP running astray stops, and
+             * never use it again. */
+            apic_send_ipi(t->apic_id, ICR_INIT | ICR_ASSERT | ICR_LEVEL);
+            t->state = CPU_LOST;
             snprintf(why, why_size, "APIC ID %u did not come online within %llu ticks "
-                     "of the second STARTUP", t->apic_id, TIMEOUT_AP_ONLINE);
+                     "of the second STARTUP (parked with INIT)", t->apic_id,
+                     TIMEOUT_AP_ONLINE);
             return false;
         }
         cpu_relax();

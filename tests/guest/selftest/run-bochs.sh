@@ -65,9 +65,9 @@ echo c > "$work/cmds"
 echo "bochs-selftest: running $bochs ($smp CPUs) in $work (limit ${limit}s)"
 status=0
 # shellcheck disable=SC2086
-(cd "$work" && TERM=${TERM:-vt100} timeout "$limit" "$bochs" -q -f bochsrc $rcargs \
+(cd "$work" && TERM=${TERM:-vt100} timeout -k 5 "$limit" "$bochs" -q -f bochsrc $rcargs \
     </dev/null >bochs.out 2>&1) || status=$?
-if [ "$status" = 124 ]; then
+if [ "$status" = 124 ] || [ "$status" = 137 ]; then
     echo "bochs-selftest: Bochs did not stop by itself within ${limit}s; killed it"
 fi
 
