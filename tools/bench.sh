@@ -74,4 +74,48 @@ echo
 echo "empty_loop is the timed loop without an access (loop overhead, in every figure)."
 echo "icr_write: a fixed self-IPI (shorthand self, vector 0xf1) with interrupts disabled."
 echo "Logs: $work"
+
+# ---- AMD SVM under QEMU 7.2 TCG (-cpu qemu64,+svm,+npt) ----
+# The same bench guest under build/svm (make svm; built here if missing), and natively
+# in QEMU from a disk image (the guest's loader in sector 0). QEMU's TSC follows the
+# host's clock, not the instructions executed: ticks vary from run to run and with
+# the host's load. Exits per access are exact; they are the deterministic figure.
+if [ ! -f "$root/build/svm/hypervisor-x86-amd64.bin.gz" ]; then
+    make -s -C "$root" svm >"$work/svm-build.log" 2>&1 || echo "bench: make svm failed" >&2
+fi
+echo "bench: svm: test2.py --emulator qemu-svm --xmhf-bin build/svm (log in $work/svm)" >&2
+"$root/.jenkins/test2.py" --emulator qemu-svm --xmhf-bin "$root/build/svm" --smp 1 \
+    --guest "$guest" --guest-done 'bench: done' --work-dir "$work/svm" >"$work/svm.out" 2>&1 \
+    || echo "bench: svm: test2.py failed, see $work/svm.out" >&2
+grep -a '^bench: ' "$work/svm/serial.log" 2>/dev/null >"$work/svm.txt" || true
+echo "bench: qemu-native: QEMU TCG without the hypervisor" >&2
+dd if=/dev/zero of="$work/qemu-disk.img" bs=512 count=20160 status=none
+dd if="$root/tests/guest/build/loader.bin" of="$work/qemu-disk.img" conv=notrunc status=none
+dd if="$guest" of="$work/qemu-disk.img" bs=512 seek=1 conv=notrunc status=none
+timeout 120 qemu-system-x86_64 -accel tcg -cpu qemu64,+svm,+npt -smp 1 -m 128 \
+    -drive file="$work/qemu-disk.img",format=raw,if=ide,index=0 -boot c -display none \
+    -monitor none -serial file:"$work/qemu-native.log" -no-reboot \
+    -device isa-debug-exit,iobase=0xf4,iosize=0x04 >"$work/qemu-native.out" 2>&1 || true
+grep -a '^bench: ' "$work/qemu-native.log" 2>/dev/null >"$work/qnative.txt" || true
+
+echo
+echo "AMD SVM, QEMU 7.2 TCG, BSP only, 1000 accesses each (ticks = QEMU's TSC: host time)"
+printf '%-11s | %12s | %9s | %9s | %17s\n' access "native ticks" "SVM ticks" "SVM exits" \
+    "ratio SVM/native"
+printf '%s\n' "------------+--------------+-----------+-----------+------------------"
+for a in empty_loop xapic_read eoi_write icr_write; do
+    n=$(field "$work/qnative.txt" $a ticks/access)
+    m=$(field "$work/svm.txt" $a ticks/access)
+    me=$(field "$work/svm.txt" $a exits/access)
+    ratio=-
+    if [ "$n" != - ] && [ "$m" != - ] && [ "$n" -gt 0 ]; then
+        ratio=$(awk -v m="$m" -v n="$n" 'BEGIN { printf "%.0f", m / n }')
+    fi
+    for v in "$n" "$m"; do [ "$v" != - ] && any=1; done
+    printf '%-11s | %12s | %9s | %9s | %17s\n' $a "$n" "$m" "$me" "$ratio"
+done
+echo
+echo "SVM steps by RFLAGS.TF + #DB: one #NPF and one #DB exit per access. QEMU's TSC is"
+echo "not instruction-exact (it is the host's time, and every world switch flushes QEMU's"
+echo "TLB): the ticks are indicative only; exits per access is the deterministic figure."
 [ "$any" = 1 ]
