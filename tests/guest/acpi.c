@@ -124,3 +124,33 @@ int madt_cpu_ids(uint32_t *ids, unsigned max, char *why, size_t why_size)
     }
     return (int)n;
 }
+
+/* SMBIOS (DMTF DSP0134): the manufacturer string of the System Information structure
+ * (type 1), from the 32-bit entry point "_SM_" in 0xf0000-0xfffff. Used only to know a
+ * platform limitation (QEMU does not move the xAPIC when IA32_APIC_BASE changes). */
+bool smbios_manufacturer_is(const char *want)
+{
+    for (uint64_t a = 0xf0000; a < 0x100000; a += 16) {
+        const uint8_t *ep = (const uint8_t *)(uintptr_t)a;
+        if (memcmp(ep, "_SM_", 4) != 0 || ep[5] < 0x1f || sum8(ep, ep[5]) != 0)
+            continue;
+        uint16_t len;
+        uint32_t tab;
+        memcpy(&len, ep + 0x16, 2);
+        memcpy(&tab, ep + 0x18, 4);
+        const uint8_t *p = (const uint8_t *)(uintptr_t)tab, *end = p + len;
+        while (p + 4 <= end && p[1] >= 4) {
+            const uint8_t *str = p + p[1];     /* the strings follow the formatted part */
+            if (p[0] == 1 && p[1] > 4 && p[4] != 0) {
+                for (unsigned i = 1; i < p[4] && str < end; i++)
+                    str += strlen((const char *)str) + 1;
+                return str < end && memcmp(str, want, strlen(want) + 1) == 0;
+            }
+            while (str + 1 < end && (str[0] || str[1]))
+                str++;
+            p = str + 2;                        /* past the double NUL */
+        }
+        return false;
+    }
+    return false;
+}

@@ -2,6 +2,34 @@
  * Controller (APIC)"), the 8259 PICs (masked) and TSC delays. */
 #include "guest.h"
 
+uint64_t tick_scale = 1;
+
+/* TSC ticks in 10 ms of PIT channel 2 (mode 0, count 11932 at 1.193182 MHz; the gate on,
+ * the speaker off), or 0 when OUT never went high. */
+static uint64_t tsc_per_10ms(void)
+{
+    uint8_t p61 = inb(0x61);
+
+    outb(0x61, (uint8_t)((p61 & ~0x02) | 0x01));
+    outb(0x43, 0xb0);               /* channel 2, lobyte/hibyte, mode 0, binary */
+    outb(0x42, 11932 & 0xff);
+    outb(0x42, 11932 >> 8);
+    uint64_t t0 = rdtsc();
+    for (uint32_t spin = 0; !(inb(0x61) & 0x20); spin++) {
+        if (spin > 50000000u)
+            return 0;
+    }
+    uint64_t t = rdtsc() - t0;
+    outb(0x61, p61);
+    return t;
+}
+
+void tick_scale_init(void)
+{
+    uint64_t t = tsc_per_10ms();
+    tick_scale = t > 250000 ? t / 250000 : 1;
+}
+
 void delay_ticks(uint64_t ticks)
 {
     uint64_t t0 = rdtsc();

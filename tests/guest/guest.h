@@ -352,11 +352,16 @@ void pic_disable(void);
 void delay_ticks(uint64_t ticks);
 
 /* Time in TSC ticks. Bochs (clock: sync=none) advances the TSC by one per instruction,
- * so nothing is calibrated: the delays are generous instruction counts, and every wait
- * has a timeout in the same unit. Under a hypervisor the TSC runs on during VM exits. */
-#define TICKS_10MS       1000000ull     /* >= 10 ms with a TSC up to 100 MHz */
-#define TICKS_200US      20000ull
-#define TIMEOUT_ICR      2000000ull     /* delivery status busy for longer: give up */
+ * so the delays are generous instruction counts, and every wait has a timeout in the
+ * same unit. Under a hypervisor the TSC runs on during VM exits. Where the TSC runs in
+ * real time instead (QEMU, hardware: GHz), those counts would be milliseconds, so each
+ * is multiplied by tick_scale: 1 unless the TSC runs faster than 25 ticks per PIT
+ * microsecond, else TSC ticks per 10 ms / 250000 (tick_scale_init(), once, BSP). */
+extern uint64_t tick_scale;
+void tick_scale_init(void);
+#define TICKS_10MS       (1000000ull * tick_scale)  /* >= 10 ms at up to 100 MHz */
+#define TICKS_200US      (20000ull * tick_scale)
+#define TIMEOUT_ICR      (2000000ull * tick_scale)  /* delivery status busy: give up */
 
 /* ---- acpi.c: the CPUs from the ACPI MADT ------------------------------------------ */
 #define MAX_CPUS 16
@@ -364,6 +369,8 @@ void delay_ticks(uint64_t ticks);
  * enabled Processor Local APIC entries (type 0). Returns the count, or -1 with a reason
  * in why. */
 int madt_cpu_ids(uint32_t *ids, unsigned max, char *why, size_t why_size);
+/* True when SMBIOS's System Information names this manufacturer (e.g. "QEMU"). */
+bool smbios_manufacturer_is(const char *want);
 
 /* ---- smp.c: per-CPU data, AP start-up, work on other CPUs ------------------------- */
 enum cpu_state { CPU_OFFLINE, CPU_ONLINE, CPU_LOST };
@@ -408,6 +415,7 @@ struct cpu {
 extern struct cpu cpus[MAX_CPUS];
 extern unsigned ncpus;              /* CPUs in the MADT (1 when it could not be read) */
 extern bool madt_ok;
+extern bool cpu_is_amd;             /* CPUID vendor AuthenticAMD (smp_init) */
 extern char madt_why[96];
 
 static inline struct cpu *this_cpu(void)

@@ -11,11 +11,12 @@
 
 #define MSR_GS_BASE        0xc0000101u
 #define AP_STACK_SIZE      8192u
-#define TIMEOUT_AP_ONLINE  50000000ull      /* TSC ticks from the last SIPI */
+#define TIMEOUT_AP_ONLINE  (50000000ull * tick_scale)  /* ticks from the last SIPI */
 
 struct cpu cpus[MAX_CPUS];
 unsigned ncpus = 1;
 bool madt_ok;
+bool cpu_is_amd;
 char madt_why[96];
 
 volatile uint32_t ap_report_count;
@@ -45,9 +46,25 @@ void percpu_init_bsp(void)
     cpus[0].state = CPU_ONLINE;
 }
 
+/* NMIs are counted per CPU at all times (nmi_storm works with the counts); an NMI
+ * that arrives late must not end the run. */
+static bool nmi_count_hook(struct trap_frame *f)
+{
+    (void)f;
+    __atomic_fetch_add(&this_cpu()->nmi_count, 1, __ATOMIC_SEQ_CST);
+    return true;
+}
+
 void smp_init(void)
 {
     uint32_t ids[MAX_CPUS];
+
+    uint32_t a, b, c, d;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0), "c"(0));
+    cpu_is_amd = b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u; /* AuthenticAMD */
+
+    trap_set_hook(VEC_NMI, nmi_count_hook);
+    tick_scale_init();
 
     cpus[0].apic_id = apic_read(APIC_ID) >> 24;
     memcpy((void *)(uintptr_t)AP_TRAMPOLINE, ap_tramp_start,
@@ -120,7 +137,7 @@ bool smp_start_ap(struct cpu *t, char *why, size_t why_size)
             apic_send_ipi(t->apic_id, ICR_INIT | ICR_ASSERT | ICR_LEVEL);
             t->state = CPU_LOST;
             snprintf(why, why_size, "APIC ID %u did not come online within %llu ticks "
-                     "of the second STARTUP (parked with INIT)", t->apic_id,
+                     "of the second STARTUP (INIT sent to park it)", t->apic_id,
                      TIMEOUT_AP_ONLINE);
             return false;
         }
@@ -154,7 +171,13 @@ void ap_main(uint32_t apic_id)
     if (slot < ARRAY_SIZE(ap_reports))
         ap_reports[slot] = id;
     c->done_seq = c->work_seq;
-    __atomic_store_n(&c->state, CPU_ONLINE, __ATOMIC_RELEASE);
+    /* Online, unless the starter gave up on this CPU meanwhile (CPU_LOST): then stop. */
+    uint32_t expected = CPU_OFFLINE;
+    if (!__atomic_compare_exchange_n(&c->state, &expected, CPU_ONLINE, false,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        for (;;)
+            __asm__ volatile("cli; hlt");
+    }
 
     for (;;) {
         uint32_t seq = __atomic_load_n(&c->work_seq, __ATOMIC_ACQUIRE);
