@@ -96,14 +96,14 @@ void guest_main(void)
     bench_main();
 #endif
     smp_init();
+    con_printf("\nguest: test guest started (entry %04x:%04x dl=0x%02x eflags=0x%x), "
+               "%zu cases\n", boot_entry_cs, boot_entry_ip, boot_entry_dl,
+               boot_entry_eflags, ARRAY_SIZE(tests));
     if (madt_ok)
         con_printf("guest: %u CPU(s) in the ACPI MADT, TSC tick scale %lu\n", ncpus,
                    tick_scale);
     else
         con_printf("guest: MADT not read (%s), TSC tick scale %lu\n", madt_why, tick_scale);
-    con_printf("\nguest: test guest started (entry %04x:%04x dl=0x%02x eflags=0x%x), "
-               "%zu cases\n", boot_entry_cs, boot_entry_ip, boot_entry_dl,
-               boot_entry_eflags, ARRAY_SIZE(tests));
 #ifdef GUEST_FAKE_HV
     fakehv_install();
     con_printf("guest: built with the FAKE hypervisor fakehv.c (self-test only)\n");
