@@ -36,7 +36,8 @@
  * handler runs (from the injection to its IRET, found with the IRET intercept and the
  * IRET itself single-stepped, because NMIs are unblocked only once it has completed),
  * not over another injected event, and not in an interrupt shadow (then one instruction
- * is stepped first).
+ * is stepped first). The IRET is stepped only when an NMI is owed before it has run;
+ * otherwise it runs natively (one exit per NMI, not three).
  *
  * TLB: a step removes the page again and asks for a TLB flush at the next VMRUN. Only
  * this CPU's tables ever mapped it, so only its TLB can hold the translation. Flush by
@@ -104,8 +105,10 @@ static void step_end(struct svm_cpu *s, bool executed)
     if (!s->step_guest_tf && !(s->step == STEP_IRET && executed))
         vm->save.rflags &= ~RFLAGS_TF;
     vm->save.dr6 = s->step_dr6;
-    if (s->step == STEP_IRET && !executed)
-        vm->ctl.intercept1 |= SVM_INTERCEPT_IRET;   /* NMIs stay blocked: watch again */
+    if (s->step == STEP_IRET && !executed) {
+        s->nmi_blocked = true;                      /* the handler has not returned */
+        vm->ctl.intercept1 |= SVM_INTERCEPT_IRET;
+    }
     s->step = STEP_NONE;
 }
 
@@ -122,14 +125,20 @@ bool svm_smpg_apic_trap(struct vcpu *v, uint64_t gpa, uint64_t err)
     return true;
 }
 
-/* The guest's IRET while its NMI handler runs: NMIs become deliverable once the IRET
- * has completed, so it is stepped (15.13.1 lists IRET among the intercepts checked
- * before the instruction executes). */
+/* The guest's IRET while its NMI handler runs (the IRET intercept is checked before the
+ * instruction executes): NMIs become deliverable once it has completed. With no NMI
+ * owed it simply runs; only its address is kept, so that an NMI arriving before it has
+ * run is injected after it (the IRET is stepped then, svm_nmi_prepare). With one owed,
+ * it is stepped now. */
 void svm_smpg_iret(struct vcpu *v)
 {
     struct svm_cpu *s = svm_of(v->cpu);
     s->vmcb->ctl.intercept1 &= ~SVM_INTERCEPT_IRET;
-    step_begin(s, STEP_IRET);
+    s->nmi_blocked = false;
+    s->nmi_iret_armed = true;
+    s->nmi_iret_rip = s->vmcb->save.rip;
+    if (v->cpu->nmi_pending || __atomic_load_n(&v->cpu->nmi_host, __ATOMIC_SEQ_CST))
+        step_begin(s, STEP_IRET);
 }
 
 /* The #DB that ends a step, or a debug condition of the guest's own in the stepped
@@ -157,7 +166,7 @@ static void step_debug(struct vcpu *v, struct svm_cpu *s)
     if (kind == STEP_APIC)
         apic_access_done(v, &s->access, s->capture);
     else if (kind == STEP_IRET)
-        s->nmi_blocked = false;
+        s->nmi_iret_armed = false;
 }
 
 /* An exception raised by the stepped instruction (the step is undone before anything
@@ -244,6 +253,10 @@ void svm_nmi_prepare(struct pcpu *c)
     if (!c->nmi_pending || s->step != STEP_NONE || s->nmi_blocked ||
         (vm->ctl.eventinj & SVM_EVT_VALID))
         return;     /* later: after the step, at the IRET, or at the next exit */
+    if (s->nmi_iret_armed && s->nmi_iret_rip == vm->save.rip) {
+        step_begin(s, STEP_IRET);   /* still at the handler's IRET: after it, not before */
+        return;
+    }
     if ((vm->ctl.int_state & SVM_INT_SHADOW) && !s->nmi_force) {
         step_begin(s, STEP_WINDOW);
         return;
@@ -253,6 +266,7 @@ void svm_nmi_prepare(struct pcpu *c)
     c->stats[STAT_NMIS_DELIVERED]++;
     s->nmi_blocked = true;
     s->nmi_force = false;
+    s->nmi_iret_armed = false;
     vm->ctl.intercept1 |= SVM_INTERCEPT_IRET;
 }
 

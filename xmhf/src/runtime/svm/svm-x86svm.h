@@ -36,6 +36,8 @@ struct svm_cpu {
     /* NMI delivery: the guest's NMI blocking from an injected NMI to its IRET. */
     bool nmi_blocked;
     bool nmi_force;             /* inject at the next entry whatever the shadow says */
+    bool nmi_iret_armed;        /* nmi_iret_rip: the handler's IRET, maybe not yet run */
+    uint64_t nmi_iret_rip;
 };
 static inline struct svm_cpu *svm_of(struct pcpu *c) { return c->arch_page[2]; }
 static inline struct vmcb *vmcb_of(struct vcpu *v) { return svm_of(v->cpu)->vmcb; }
