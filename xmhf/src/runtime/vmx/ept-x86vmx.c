@@ -3,6 +3,7 @@
  * MMIO above the initial map (64-bit PCI BARs) is mapped on first touch. */
 #include "apic.h"
 #include "ept.h"
+#include "ptpath.h"
 #include "vmx-x86vmx.h"
 
 static uint64_t *ept_root;     /* shared by all CPUs below their private APIC path */
@@ -22,6 +23,7 @@ static void *ept_p2v(void *ctx, uint64_t pa)
 }
 
 static const struct ept_alloc ept_heap = { ept_page, ept_p2v, NULL };
+static const struct pt_alloc ept_pt_heap = { ept_page, ept_p2v, NULL };
 static void sync_private_paths(void);
 
 #define PROT_UC (EPT_RWX | (EPT_MT_UC << EPT_MT_SHIFT))
@@ -79,32 +81,8 @@ int vmx_ept_map_lazy(uint64_t gpa)
 
 /* ---- per-CPU roots ----
  * Each CPU's EPTP points at its own PML4, PDPT, PD and PT along the path to its APIC
- * page; everything else is shared. So a step that maps the APIC page on one CPU opens
- * no window on another (DESIGN.md section 4). */
-
-#define IDX(gpa, lvl) (((gpa) >> (39 - 9 * (lvl))) & 511)
-
-static void copy_table(uint64_t *dst, const uint64_t *src)
-{
-    for (unsigned i = 0; i < 512; i++)
-        dst[i] = src[i];
-}
-
-/* Copies the shared tables into x's private path for x->apic_gpa, the APIC entry
- * itself left not present. Caller holds ept_lock. */
-static void build_path(struct vmx_cpu *x)
-{
-    uint64_t gpa = x->path_gpa;
-    const uint64_t *shared = ept_root;
-    for (int lvl = 0; lvl < 4; lvl++) {
-        copy_table(x->ept[lvl], shared);
-        if (lvl < 3) {
-            shared = phys_to_virt(shared[IDX(gpa, lvl)] & EPT_ADDR_MASK);
-            x->ept[lvl][IDX(gpa, lvl)] = x->ept_pa[lvl + 1] | EPT_RWX;
-        }
-    }
-    x->ept[3][IDX(gpa, 3)] = 0;
-}
+ * page (ptpath.h); everything else is shared. So a step that maps the APIC page on one
+ * CPU opens no window on another (DESIGN.md section 4). */
 
 /* After the shared map grew (lazy MMIO), every private copy takes the new entries.
  * Entries only ever turn present there, so no INVEPT is needed. Caller holds ept_lock. */
@@ -112,23 +90,15 @@ static void sync_private_paths(void)
 {
     for (uint32_t i = 0; i < g_ncpus; i++) {
         struct vmx_cpu *x = g_pcpu[i]->arch_page[2];
-        if (!x || !x->eptp)
-            continue;
-        const uint64_t *shared = ept_root;
-        for (int lvl = 0; lvl < 3; lvl++) {
-            unsigned keep = IDX(x->path_gpa, lvl);
-            for (unsigned e = 0; e < 512; e++)
-                if (e != keep)
-                    x->ept[lvl][e] = shared[e];
-            shared = phys_to_virt(shared[keep] & EPT_ADDR_MASK);
-        }
+        if (x && x->eptp)
+            pt_path_sync(&x->path, ept_root, &ept_pt_heap);
     }
 }
 
 void vmx_ept_private_init(struct vmx_cpu *x)
 {
-    for (int lvl = 0; lvl < 4; lvl++)
-        x->ept[lvl] = page_alloc(&x->ept_pa[lvl]);
+    if (pt_path_alloc(&x->path, &ept_pt_heap) != 0)
+        panic("EPT: out of table pages");
 }
 
 /* Makes apic_gpa this CPU's trapped page (0: none; the path then sits at the default
@@ -146,12 +116,11 @@ int vmx_ept_private_build(struct vmx_cpu *x, uint64_t apic_gpa)
         spin_unlock(&ept_lock);
         panic("EPT: out of table pages");
     }
-    x->path_gpa = page;
-    build_path(x);
-    if (!apic_gpa)
-        x->ept[3][IDX(page, 3)] = *ept_lookup(ept_root, page, NULL, &ept_heap);
+    pt_path_build(&x->path, ept_root, page, EPT_RWX, &ept_pt_heap);
+    if (apic_gpa)
+        *pt_path_leaf(&x->path) = 0;
     x->apic_gpa = apic_gpa;
-    x->eptp = x->ept_pa[0] | EPTP_WB | EPTP_WALK4;
+    x->eptp = x->path.pa[0] | EPTP_WB | EPTP_WALK4;
     spin_unlock(&ept_lock);
     return 0;
 }
@@ -160,5 +129,5 @@ int vmx_ept_private_build(struct vmx_cpu *x, uint64_t apic_gpa)
  * hpa == 0, not present. Only the owning CPU calls this. */
 void vmx_ept_apic_entry(struct vmx_cpu *x, uint64_t hpa)
 {
-    x->ept[3][IDX(x->path_gpa, 3)] = hpa ? (hpa | PROT_UC) : 0;
+    *pt_path_leaf(&x->path) = hpa ? (hpa | PROT_UC) : 0;
 }

@@ -29,7 +29,6 @@
 #define XMHF_SINGLESTEP 0   /* 0 auto, 1 force MTF, 2 force TF (configure --with-singlestep) */
 #endif
 
-#define ICR_PAGE_OFF(off) (((off) & ~0x1fu) == APIC_ICR_LO)  /* 0x300-0x31f: ICR low and high */
 #define DBG_BS (1ull << 14)  /* DR6 / exit-qualification single-step bit */
 
 const char *g_step_method = "none";
@@ -49,21 +48,13 @@ void vmx_write_proc(struct vmx_cpu *x)
     vmwrite32(VMCS_PROC_CTLS, p);
 }
 
-static uint64_t guest_apic_page(void)
-{
-    uint64_t base = rdmsr(MSR_IA32_APIC_BASE);
-    if (!(base & APIC_BASE_EN) || (base & APIC_BASE_EXTD))
-        return 0;
-    return base & APIC_BASE_ADDR;
-}
-
 /* Called by each CPU before its guest's first entry. */
 void vmx_smpg_cpu_setup(struct pcpu *c)
 {
     struct vmx_cpu *x = vmx_of(c);
     x->capture = page_alloc(&x->capture_pa);
     vmx_ept_private_init(x);
-    if (vmx_ept_private_build(x, guest_apic_page()) != 0)
+    if (vmx_ept_private_build(x, apic_guest_page()) != 0)
         panic("CPU %u: cannot trap the APIC page", c->idx);
     g_step_method = x->mtf ? "monitor trap flag" : "RFLAGS.TF + #DB";
 }
@@ -75,12 +66,10 @@ bool vmx_smpg_apic_trap(struct vcpu *v, uint64_t gpa, uint64_t qual)
     struct vmx_cpu *x = vmx_of(v->cpu);
     if (!x->apic_gpa || (gpa & ~0xfffull) != x->apic_gpa)
         return false;
-    x->step_off = gpa & 0xfff;
-    x->step_write = qual & EPTV_WRITE;
-    x->step_capture = ICR_PAGE_OFF(x->step_off);
+    apic_access_record(&x->step, x->apic_gpa, gpa, qual & EPTV_WRITE);
     x->step_rip = vmreadN(VMCS_GUEST_RIP);
     /* Not present -> present needs no INVEPT: not-present entries are never cached. */
-    vmx_ept_apic_entry(x, x->step_capture ? x->capture_pa : x->apic_gpa);
+    vmx_ept_apic_entry(x, x->step.capture ? x->capture_pa : x->apic_gpa);
     x->saved_exc_bitmap = vmread32(VMCS_EXCEPTION_BITMAP);
     vmwrite32(VMCS_EXCEPTION_BITMAP, 0xffffffffu);
 
@@ -133,19 +122,8 @@ static void step_finish(struct vcpu *v, bool executed)
         vmwrite32(VMCS_PIN_CTLS, x->pin);
     if (!x->mtf && !x->step_guest_tf)
         vmwriteN(VMCS_GUEST_RFLAGS, vmreadN(VMCS_GUEST_RFLAGS) & ~RFLAGS_TF);
-    if (!executed)
-        return;
-    c->stats[STAT_STEPS_DONE]++;
-    volatile uint32_t *apic = phys_to_virt(x->apic_gpa);
-    if (x->step_capture && x->step_write && (x->step_off & ~0xfu) == APIC_ICR_LO) {
-        uint32_t lo = x->capture[APIC_ICR_LO / 4], hi = x->capture[APIC_ICR_HI / 4];
-        /* Handled before the guest runs again, so its delivery-status poll reads idle. */
-        x->capture[APIC_ICR_LO / 4] = lo & ~ICR_DELIVERY_PENDING;
-        smpg_icr_write(v, (uint64_t)hi << 32 | lo, false);
-    } else if (x->step_write && (x->step_off == APIC_LDR || x->step_off == APIC_DFR)) {
-        c->apic_ldr = apic[APIC_LDR / 4];
-        c->apic_dfr = apic[APIC_DFR / 4];
-    }
+    if (executed)
+        apic_access_done(v, &x->step, x->capture);
 }
 
 /* An exception the stepped instruction raised, after the step is undone: delivered to
@@ -226,16 +204,11 @@ bool vmx_smpg_step_exit(struct vcpu *v, uint32_t basic)
 void vmx_smpg_apic_base_write(struct vcpu *v, uint64_t val)
 {
     struct vmx_cpu *x = vmx_of(v->cpu);
-    uint32_t r[4];
-    cpuid(0x80000008, 0, r);
-    uint64_t valid = (APIC_BASE_ADDR & ((1ull << (r[0] & 0xff)) - 1)) | APIC_BASE_BSP |
-                     APIC_BASE_EXTD | APIC_BASE_EN;
-    if ((val & ~valid) || gpa_in_hypervisor(val & APIC_BASE_ADDR, PAGE_SIZE_4K) ||
-        wrmsr_safe(v->cpu, MSR_IA32_APIC_BASE, val) != 0) {
+    if (apic_base_write(v->cpu, val) != 0) {
         arch_guest_inject_exception(v, EXC_GP, true, 0);
         return;
     }
-    uint64_t page = guest_apic_page();
+    uint64_t page = apic_guest_page();
     if (page != x->apic_gpa) {
         if (vmx_ept_private_build(x, page) != 0) {
             printk("xmhf: CPU %u: APIC page %llx cannot be trapped\n", v->cpu->idx,
@@ -251,12 +224,10 @@ void vmx_smpg_apic_base_write(struct vcpu *v, uint64_t val)
 /* x2APIC: the ICR is MSR 0x830 (SDM 11.12.9); only its writes are intercepted. */
 void vmx_smpg_x2apic_icr_write(struct vcpu *v, uint64_t val)
 {
-    if (!(rdmsr(MSR_IA32_APIC_BASE) & APIC_BASE_EXTD)) {
+    if (apic_x2apic_icr_write(v, val) != 0)
         arch_guest_inject_exception(v, EXC_GP, true, 0);   /* x2APIC MSRs fault in xAPIC mode */
-        return;
-    }
-    smpg_icr_write(v, val, true);
-    vmx_skip_instruction(v);
+    else
+        vmx_skip_instruction(v);
 }
 
 /* Before every entry: NMIs taken in the host become the guest's; one is injected when

@@ -1,6 +1,8 @@
 /* State shared by the VMX half's files (not by common code). */
 #ifndef XMHF_VMX_X86VMX_H
 #define XMHF_VMX_X86VMX_H
+#include "apicstep.h"
+#include "ptpath.h"
 #include "vmx.h"
 #include "xmhf.h"
 
@@ -11,17 +13,15 @@ struct vmx_cpu {
     uint64_t cr0_guest_fixed0;                  /* fixed0 without PE/PG (unrestricted guest) */
     struct gregs launch_regs;
     uint64_t eptp;                              /* this CPU's root: its own APIC hole */
-    uint64_t *ept[4];                           /* private PML4, PDPT, PD, PT down to it */
-    uint64_t ept_pa[4];
+    struct pt_path path;                        /* private PML4, PDPT, PD, PT down to it */
     uint64_t apic_gpa;                          /* trapped xAPIC page; 0: none (off, x2APIC) */
-    uint64_t path_gpa;                          /* the page the private path leads to */
     uint32_t *capture;                          /* ICR writes land here during a step */
     uint64_t capture_pa;
     bool mtf;                                   /* step with MTF, else RFLAGS.TF + #DB */
     bool nmi_window;                            /* NMI-window exiting requested */
     /* The step in progress (smpg-x86vmx.c). */
-    bool stepping, step_write, step_capture, step_sti, step_extint, step_guest_tf;
-    uint32_t step_off;
+    bool stepping, step_sti, step_extint, step_guest_tf;
+    struct apic_access step;
     uint64_t step_rip;
     uint32_t saved_exc_bitmap;
 };
