@@ -192,6 +192,9 @@ extern const char *g_step_method;
 /* Implemented by the architecture half for guest SMP. */
 __noreturn void arch_launch_ap_guest(struct pcpu *c, uint32_t sipi_vector);
 
+/* The guest's CPUID results into v->regs (cpuid.c): VMX/SVM hidden, OSXSAVE per its CR4. */
+void guest_cpuid(struct vcpu *v, uint64_t guest_cr4);
+
 /* Hypercalls (hypercall.c): dispatch to the hypapp, then to the runtime's own. */
 void hypercall_dispatch(struct vcpu *v);
 /* The hypercall instruction trapped (either half): the E820 stub's, or a hypercall.

@@ -22,29 +22,11 @@ static void inject_gp0(struct vcpu *v)
     arch_guest_inject_exception(v, EXC_GP, true, 0);
 }
 
-/* CPUID is intercepted (vector 3 bit 18) so that the guest sees the processor as it is,
- * without SVM (the hypervisor owns it): Fn8000_0001_ECX.SVM clear and Fn8000_000A, the
- * SVM leaf, all zero as on a processor without SVM. OSXSAVE reflects the guest's CR4,
- * not the host's. */
+/* CPUID is intercepted (vector 3 bit 18) so that the guest sees the processor without
+ * SVM (guest_cpuid in cpuid.c). */
 static void exit_cpuid(struct vcpu *v)
 {
-    uint64_t *r = v->regs->r;
-    uint32_t out[4];
-    uint32_t leaf = (uint32_t)r[R_AX];
-    cpuid(leaf, (uint32_t)r[R_CX], out);
-    if (leaf == 1) {
-        out[2] &= ~(1u << 27);
-        if (vmcb_of(v)->save.cr4 & CR4_OSXSAVE)
-            out[2] |= 1u << 27;
-    } else if (leaf == 0x80000001u) {
-        out[2] &= ~CPUID_8000_0001_ECX_SVM;
-    } else if (leaf == CPUID_SVM_FEATURES) {
-        out[0] = out[1] = out[2] = out[3] = 0;
-    }
-    r[R_AX] = out[0];
-    r[R_BX] = out[1];
-    r[R_CX] = out[2];
-    r[R_DX] = out[3];
+    guest_cpuid(v, vmcb_of(v)->save.cr4);
     svm_skip_instruction(v, 2);                     /* 0f a2 */
 }
 

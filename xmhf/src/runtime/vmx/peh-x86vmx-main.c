@@ -16,25 +16,11 @@ static void inject_ud(struct vcpu *v)
 
 #define event_pending vmx_event_pending
 
-/* 27.1 / C: CPUID always exits in VMX non-root operation. The guest sees the processor
- * as it is, except that VMX is hidden (the hypervisor owns it) and OSXSAVE reflects the
- * guest's CR4, not the host's. */
+/* 27.1 / C: CPUID always exits in VMX non-root operation; the guest sees the processor
+ * without VMX (guest_cpuid in cpuid.c). */
 static void exit_cpuid(struct vcpu *v)
 {
-    uint64_t *r = v->regs->r;
-    uint32_t out[4];
-    uint32_t leaf = (uint32_t)r[R_AX];
-    cpuid(leaf, (uint32_t)r[R_CX], out);
-    if (leaf == 1) {
-        out[2] &= ~(1u << 5);
-        out[2] &= ~(1u << 27);
-        if (vmreadN(VMCS_GUEST_CR4) & CR4_OSXSAVE)
-            out[2] |= 1u << 27;
-    }
-    r[R_AX] = out[0];
-    r[R_BX] = out[1];
-    r[R_CX] = out[2];
-    r[R_DX] = out[3];
+    guest_cpuid(v, vmreadN(VMCS_GUEST_CR4));
     vmx_skip_instruction(v);
 }
 
