@@ -143,7 +143,8 @@ int arch_cpu_init(struct pcpu *c)
     }
     spin_unlock(&msr_bitmap_lock);
     printk("xmhf: CPU %u (APIC ID %u): VMX on, APIC accesses single-stepped by %s\n", c->idx,
-           c->apic_id, x->mtf ? "the monitor trap flag" : "RFLAGS.TF + #DB (no monitor trap flag)");
+           c->apic_id, x->mtf ? "the monitor trap flag" : XMHF_SINGLESTEP == 2 ?
+           "RFLAGS.TF + #DB (forced by --with-singlestep=tf)" : "RFLAGS.TF + #DB (no monitor trap flag)");
     return 0;
 }
 
