@@ -170,7 +170,9 @@ static void step_debug(struct vcpu *v, struct svm_cpu *s)
 }
 
 /* An exception raised by the stepped instruction (the step is undone before anything
- * else), 15.12: EXITINFO1 holds the error code, EXITINFO2 the #PF address. */
+ * else), 15.12: EXITINFO1 holds the error code, EXITINFO2 the #PF address, which
+ * becomes the guest's CR2 (through svm_guest_set_cr2: Bochs 3.0's VMRUN does not load
+ * CR2 from the VMCB). */
 static bool step_exception(struct vcpu *v, struct svm_cpu *s, unsigned vec)
 {
     struct vmcb *vm = s->vmcb;
@@ -187,7 +189,7 @@ static bool step_exception(struct vcpu *v, struct svm_cpu *s, unsigned vec)
     }
     v->cpu->stats[STAT_STEPS_FAULTED]++;
     if (vec == EXC_PF)
-        vm->save.cr2 = vm->ctl.exitinfo2;
+        svm_guest_set_cr2(v, vm->ctl.exitinfo2);
     arch_guest_inject_exception(v, vec, exc_has_errcode(vec), (uint32_t)vm->ctl.exitinfo1);
     return true;
 }

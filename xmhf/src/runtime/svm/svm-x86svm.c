@@ -46,6 +46,44 @@ static void msrpm_build(void)
     spin_unlock(&msrpm_lock);
 }
 
+/* The host IDT of a CPU running SVM: the common one (exceptions.c) with its #DB gate
+ * sent to svm_host_db first, which drops the guest single-step trap that Bochs 3.0
+ * delivers to the host after some #VMEXITs (svm-entry.S) and passes every other #DB on
+ * to svm_host_db_next, the common entry. Copied once from the IDT the first CPU here has
+ * loaded (every CPU loads the same one, cpu_tables_load); each CPU then loads the copy.
+ * On the processor the gate is never taken for that reason and costs nothing. */
+extern char svm_host_db[];
+uint64_t svm_host_db_next;
+static struct idt_gate64 *host_idt;
+static uint16_t host_idt_limit;
+static struct spinlock host_idt_lock = SPINLOCK_INIT("svm host IDT");
+
+static void host_idt_load(void)
+{
+    struct dtr64 cur;
+    __asm__ volatile("sidt %0" : "=m"(cur));
+    spin_lock(&host_idt_lock);
+    if (!host_idt) {
+        size_t size = (size_t)cur.limit + 1;
+        if (size < (EXC_DB + 1) * sizeof(struct idt_gate64) || size > 4096)
+            panic("host IDT of %zu bytes: no #DB gate, or larger than a page", size);
+        uint64_t pa;
+        struct idt_gate64 *t = page_alloc(&pa);
+        memcpy(t, (const void *)(uintptr_t)cur.base, size);
+        struct idt_gate64 *g = &t[EXC_DB];
+        svm_host_db_next = g->off_lo | (uint64_t)g->off_mid << 16 | (uint64_t)g->off_hi << 32;
+        uint64_t a = (uint64_t)(uintptr_t)svm_host_db;
+        g->off_lo = (uint16_t)a;
+        g->off_mid = (uint16_t)(a >> 16);
+        g->off_hi = (uint32_t)(a >> 32);
+        host_idt_limit = cur.limit;
+        __atomic_store_n(&host_idt, t, __ATOMIC_RELEASE);
+    }
+    spin_unlock(&host_idt_lock);
+    struct dtr64 d = { host_idt_limit, (uint64_t)(uintptr_t)host_idt };
+    __asm__ volatile("lidt %0" :: "m"(d));
+}
+
 static const char *yesno(uint32_t edx, uint32_t bit)
 {
     return (edx & bit) ? "yes" : "no";
@@ -105,6 +143,7 @@ int arch_cpu_init(struct pcpu *c)
         printk("xmhf: CPU %u: setting EFER.SVME faulted\n", c->idx);
         return -1;
     }
+    host_idt_load();
     c->arch_page[0] = page_alloc(&c->arch_page_pa[0]);     /* host save area */
     s->vmcb = page_alloc(&c->arch_page_pa[1]);
     c->arch_page[1] = s->vmcb;
@@ -196,6 +235,7 @@ static void vmcb_guest_realmode(struct svm_cpu *s, uint16_t cs_sel, uint64_t rip
     st->cr3 = 0;
     st->cr4 = 0;
     st->cr2 = 0;
+    write_cr2(0);               /* Bochs 3.0: see svm_guest_set_cr2 */
     st->dr6 = 0xffff0ff0;
     st->dr7 = 0x400;
     st->rflags = RFLAGS_FIXED;
@@ -263,6 +303,18 @@ void arch_guest_inject_exception(struct vcpu *v, unsigned vector, bool has_err, 
     if (has_err && (vm->save.cr0 & CR0_PE))
         ev |= SVM_EVT_ERR_VALID | ((uint64_t)err << SVM_EVT_ERR_SHIFT);
     vm->ctl.eventinj = ev;
+}
+
+/* The guest's CR2 as the hypervisor sets it (a #PF it delivers itself). Bochs 3.0 quirk:
+ * its VMRUN reads CR2 from the VMCB but never loads it, so the guest runs with whatever
+ * the processor's CR2 holds (the guest's own value from the last #VMEXIT, as Bochs
+ * saved it then): both are written. On the processor VMRUN loads the VMCB's value (APM
+ * Vol. 2, 15.5.1 "Basic Operation") and the host's CR2 means nothing to this hypervisor
+ * (#VMEXIT does not restore it), so the second write only costs a MOV to CR2. */
+void svm_guest_set_cr2(struct vcpu *v, uint64_t cr2)
+{
+    vmcb_of(v)->save.cr2 = cr2;
+    write_cr2(cr2);
 }
 
 bool svm_event_pending(struct vcpu *v)

@@ -68,6 +68,7 @@ uint64_t svm_guest_cs_linear(struct vcpu *v, uint64_t rip);
 unsigned svm_insn_len(struct vcpu *v, unsigned opcode_len);
 void svm_skip_instruction(struct vcpu *v, unsigned opcode_len);
 bool svm_event_pending(struct vcpu *v);
+void svm_guest_set_cr2(struct vcpu *v, uint64_t cr2);
 
 /* peh-x86svm-main.c, svm-entry.S */
 void svm_exit_handler(struct pcpu *c, struct gregs *g);
