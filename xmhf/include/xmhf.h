@@ -166,6 +166,9 @@ struct vcpu {
 extern const char *const arch_name;          /* "VMX" / "SVM" for the boot log */
 extern const uint8_t arch_hypercall_insn[3]; /* VMCALL / VMMCALL: the E820 stub's trap */
 bool arch_guest_event_pending(struct vcpu *v);  /* an event is set up for injection */
+/* A #DB in the host that an emulator left over from the guest (svm-x86svm.c); asked
+ * before the handler touches per-CPU state. */
+bool arch_host_db_is_stale(uint64_t rip);
 int arch_cpu_init(struct pcpu *c);           /* capability checks, VMXON/EFER.SVME; 0 ok */
 void arch_nested_paging_init(void);          /* BSP: build the guest-physical map */
 __noreturn void arch_launch_bsp_guest(struct pcpu *c);

@@ -64,6 +64,8 @@ void cpu_tables_load(struct pcpu *c)
 void exception_dispatch(struct exc_frame *f);
 void exception_dispatch(struct exc_frame *f)
 {
+    if (f->vector == EXC_DB && arch_host_db_is_stale(f->rip))
+        return;
     struct pcpu *c = this_pcpu();
     if (f->vector == EXC_NMI) {
         /* Owed to the guest: the exit path turns it into an injected NMI. */

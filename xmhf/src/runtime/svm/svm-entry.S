@@ -61,7 +61,7 @@ svm_run:
     mov 15*8(%rsp), %r15
     vmrun                       /* #VMEXIT resumes here with host RSP/RAX/RFLAGS, GIF=0 */
     .globl svm_vmexit_rip
-svm_vmexit_rip:                 /* %gs is still the guest's: see svm_host_db below */
+svm_vmexit_rip:                 /* %gs is still the guest's: see arch_host_db_is_stale */
     mov %rcx, 1*8(%rsp)
     mov %rdx, 2*8(%rsp)
     mov %rbx, 3*8(%rsp)
@@ -94,29 +94,3 @@ svm_vmexit_rip:                 /* %gs is still the guest's: see svm_host_db bel
 entry_nmi_window_start:
 entry_nmi_window_end:
 
-/* The host's #DB gate on SVM (its IDT, svm-x86svm.c). Bochs 3.0 quirk: Svm_Vmexit does
- * not discard the single-step trap it scheduled when the guest's RFLAGS.TF was 1 at the
- * start of an instruction (only an exception intercept does, SvmInterceptException), so
- * any other #VMEXIT of such an instruction (#NPF, an instruction intercept) delivers that
- * #DB to the host, on the instruction after VMRUN. On the processor that cannot happen:
- * an intercept or #NPF is taken before the instruction completes (APM Vol. 2, 15.7
- * "#VMEXIT" and the intercept sections after it), so there is no trap to take, and
- * #VMEXIT loads the host's RFLAGS (TF = 0) and DR7. Such a #DB is dropped here,
- * recognised by its RIP and DR6.BS, touching nothing else (%gs is still the guest's at
- * that point, so the common handler could not even find its CPU). Every other #DB goes
- * to the common handler. The guest loses nothing: its single-step trap comes when the
- * instruction runs again. The BS that Bochs leaves in the host's DR6 does not matter:
- * VMRUN loads the guest's DR6 from the VMCB. */
-    .globl svm_host_db
-svm_host_db:
-    push %rax
-    lea svm_vmexit_rip(%rip), %rax
-    cmp %rax, 8(%rsp)           /* the interrupted RIP (#DB pushes no error code) */
-    jne 1f
-    mov %dr6, %rax
-    bt $14, %rax                /* DR6.BS: a single-step trap */
-    jnc 1f
-    pop %rax
-    iretq
-1:  pop %rax
-    jmp *svm_host_db_next(%rip)

@@ -46,42 +46,24 @@ static void msrpm_build(void)
     spin_unlock(&msrpm_lock);
 }
 
-/* The host IDT of a CPU running SVM: the common one (exceptions.c) with its #DB gate
- * sent to svm_host_db first, which drops the guest single-step trap that Bochs 3.0
- * delivers to the host after some #VMEXITs (svm-entry.S) and passes every other #DB on
- * to svm_host_db_next, the common entry. Copied once from the IDT the first CPU here has
- * loaded (every CPU loads the same one, cpu_tables_load); each CPU then loads the copy.
- * On the processor the gate is never taken for that reason and costs nothing. */
-extern char svm_host_db[];
-uint64_t svm_host_db_next;
-static struct idt_gate64 *host_idt;
-static uint16_t host_idt_limit;
-static struct spinlock host_idt_lock = SPINLOCK_INIT("svm host IDT");
+/* Bochs 3.0 quirk: its #VMEXIT does not discard the single-step trap it scheduled when
+ * the guest's RFLAGS.TF was 1 at the start of an instruction (only an exception
+ * intercept does), so any other #VMEXIT of such an instruction (#NPF, an instruction
+ * intercept) delivers that #DB to the host on the instruction after VMRUN. On the
+ * processor that cannot happen: an intercept or #NPF is taken before the instruction
+ * completes (APM Vol. 2, 15.7 "#VMEXIT"), and #VMEXIT loads the host's RFLAGS (TF = 0)
+ * and DR7. The common handler drops such a #DB, recognised by its RIP and DR6.BS,
+ * before it touches %gs (still the guest's there). The guest loses nothing: its trap
+ * comes when the instruction runs again; VMRUN loads the guest's DR6 from the VMCB. */
+extern char svm_vmexit_rip[];
 
-static void host_idt_load(void)
+bool arch_host_db_is_stale(uint64_t rip)
 {
-    struct dtr64 cur;
-    __asm__ volatile("sidt %0" : "=m"(cur));
-    spin_lock(&host_idt_lock);
-    if (!host_idt) {
-        size_t size = (size_t)cur.limit + 1;
-        if (size < (EXC_DB + 1) * sizeof(struct idt_gate64) || size > 4096)
-            panic("host IDT of %zu bytes: no #DB gate, or larger than a page", size);
-        uint64_t pa;
-        struct idt_gate64 *t = page_alloc(&pa);
-        memcpy(t, (const void *)(uintptr_t)cur.base, size);
-        struct idt_gate64 *g = &t[EXC_DB];
-        svm_host_db_next = g->off_lo | (uint64_t)g->off_mid << 16 | (uint64_t)g->off_hi << 32;
-        uint64_t a = (uint64_t)(uintptr_t)svm_host_db;
-        g->off_lo = (uint16_t)a;
-        g->off_mid = (uint16_t)(a >> 16);
-        g->off_hi = (uint32_t)(a >> 32);
-        host_idt_limit = cur.limit;
-        __atomic_store_n(&host_idt, t, __ATOMIC_RELEASE);
-    }
-    spin_unlock(&host_idt_lock);
-    struct dtr64 d = { host_idt_limit, (uint64_t)(uintptr_t)host_idt };
-    __asm__ volatile("lidt %0" :: "m"(d));
+    uint64_t dr6;
+    if (rip != (uint64_t)(uintptr_t)svm_vmexit_rip)
+        return false;
+    __asm__ volatile("mov %%dr6, %0" : "=r"(dr6));
+    return dr6 & (1u << 14);
 }
 
 static const char *yesno(uint32_t edx, uint32_t bit)
@@ -143,7 +125,6 @@ int arch_cpu_init(struct pcpu *c)
         printk("xmhf: CPU %u: setting EFER.SVME faulted\n", c->idx);
         return -1;
     }
-    host_idt_load();
     c->arch_page[0] = page_alloc(&c->arch_page_pa[0]);     /* host save area */
     s->vmcb = page_alloc(&c->arch_page_pa[1]);
     c->arch_page[1] = s->vmcb;

@@ -18,6 +18,14 @@ bool arch_guest_event_pending(struct vcpu *v)
     return vmx_event_pending();
 }
 
+/* VM exits load the host's RFLAGS and DR7, and no emulator used here leaks a guest trap
+ * into the host on VMX (compare svm-x86svm.c). */
+bool arch_host_db_is_stale(uint64_t rip)
+{
+    (void)rip;
+    return false;
+}
+
 static uint8_t *msr_bitmap;     /* all zero: MSRs 0-1fff and c0000000-c0001fff pass through */
 static uint64_t msr_bitmap_pa;
 static struct spinlock msr_bitmap_lock = SPINLOCK_INIT("msr-bitmap");
