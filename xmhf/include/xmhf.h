@@ -79,6 +79,7 @@ struct pcpu {
     uint32_t apic_ldr, apic_dfr;    /* last values the guest wrote (destination decoding) */
     volatile uint32_t guest_state;  /* enum guest_cpu_state */
     volatile uint32_t sipi_vector;
+    volatile uint32_t init_request;  /* another CPU sent this running guest CPU an INIT */
     uint64_t nmi_pending;           /* NMIs owed to the guest, delivered one at a time */
     uint64_t stats[STAT_COUNT];     /* step and IPI accounting (STATS hypercall) */
     /* VMX or SVM per-CPU pages, owned by the architecture half. */
@@ -189,6 +190,12 @@ struct icr_cmd;
 void smpg_icr_write(struct vcpu *v, uint64_t raw, bool x2apic);
 /* An AP waits here, halted, until the guest starts it; returns the STARTUP vector. */
 uint32_t smpg_ap_wait_for_sipi(struct pcpu *c);
+/* The arch half calls this before every guest entry when c->init_request is set, after
+ * undoing any step: the guest CPU goes back to wait-for-SIPI in the hypervisor, on a
+ * fresh stack, and restarts at the next STARTUP (arch_launch_ap_guest). */
+__noreturn void smpg_guest_init(struct pcpu *c);
+/* Switches to the stack at top and calls fn(arg), which must not return (entry.S). */
+__noreturn void call_on_stack(uint64_t top, void (*fn)(void *), void *arg);
 void lapic_send_ipi_raw(uint32_t dest, uint32_t icr_lo);
 extern const char *g_step_method;
 

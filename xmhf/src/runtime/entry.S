@@ -19,6 +19,19 @@ _start64:                               /* RDI = boot parameters (physical = ide
     hlt
     jmp 1b
 
+/* void call_on_stack(uint64_t top, void (*fn)(void *), void *arg): never returns. A
+ * guest CPU that is sent INIT leaves whatever it was doing in the hypervisor and starts
+ * over from the top of its stack, so repeated INITs cannot pile up frames. */
+    .globl call_on_stack
+call_on_stack:
+    mov %rdi, %rsp
+    mov %rdx, %rdi
+    xor %ebp, %ebp
+    call *%rsi
+2:  cli
+    hlt
+    jmp 2b
+
 /* ---- AP trampoline: position-independent apart from TRAMP_BASE ---- */
 #define T(x) (TRAMP_BASE + (x) - ap_tramp_start)
     .globl ap_tramp_start, ap_tramp_end, ap_tramp_data

@@ -22,19 +22,31 @@ static void wake_ap(struct pcpu *t)
         printk("xmhf: CPU %u did not answer its start request\n", t->idx);
 }
 
+/* INIT to a guest CPU that runs: only that CPU can take its guest down (it owns its
+ * VMCS/VMCB), so it is asked by an NMI, which always exits the guest (or lands in the
+ * hypervisor, where it is checked before the next entry). The sender waits until the
+ * target is in wait-for-SIPI, so a STARTUP that follows finds it there. */
+static void init_running(struct pcpu *from, struct pcpu *t)
+{
+    __atomic_store_n(&t->init_request, 1, __ATOMIC_SEQ_CST);
+    for (unsigned tries = 0; tries < 1000 && t->guest_state == GUEST_CPU_RUNNING; tries++) {
+        lapic_send_ipi_raw(t->apic_id, ICR_DM_NMI | ICR_LEVEL_ASSERT);
+        for (unsigned i = 0; i < 2000 && t->guest_state == GUEST_CPU_RUNNING; i++)
+            cpu_pause();
+    }
+    if (t->guest_state == GUEST_CPU_RUNNING)
+        printk("xmhf: CPU %u: CPU %u did not take its INIT\n", from->idx, t->idx);
+}
+
 static void deliver_init(struct pcpu *from, struct pcpu *t)
 {
     if (t->state != PCPU_VMX_ON) {
         printk("xmhf: INIT for CPU %u, which the hypervisor could not take over: dropped\n", t->idx);
         return;
     }
-    if (t->guest_state == GUEST_CPU_RUNNING) {
-        /* Resetting a running guest CPU needs the target's cooperation (it owns its
-         * VMCS); not supported yet, and saying so beats a silent reset of the wrong kind. */
-        printk("xmhf: CPU %u: INIT to running CPU %u ignored\n", from->idx, t->idx);
-        return;
-    }
-    if (t->guest_state == GUEST_CPU_RESET)
+    if (t->guest_state == GUEST_CPU_RUNNING)
+        init_running(from, t);
+    else if (t->guest_state == GUEST_CPU_RESET)
         t->guest_state = GUEST_CPU_WAIT_SIPI;
 }
 
@@ -90,6 +102,24 @@ void smpg_icr_write(struct vcpu *v, uint64_t raw, bool x2apic)
         else
             deliver_sipi(g_pcpu[i], cmd.vector);
     }
+}
+
+static __noreturn void restart_after_init(void *arg)
+{
+    struct pcpu *c = arg;
+    arch_launch_ap_guest(c, smpg_ap_wait_for_sipi(c));
+}
+
+__noreturn void smpg_guest_init(struct pcpu *c)
+{
+    /* INIT discards what the CPU had pending, NMIs included (and the NMIs that asked
+     * for this INIT were the hypervisor's). */
+    c->nmi_pending = 0;
+    __atomic_store_n(&c->nmi_host, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&c->init_request, 0, __ATOMIC_SEQ_CST);
+    c->guest_state = GUEST_CPU_WAIT_SIPI;
+    printk("xmhf: CPU %u: INIT: waiting for STARTUP\n", c->idx);
+    call_on_stack(c->stack_top, restart_after_init, c);
 }
 
 uint32_t smpg_ap_wait_for_sipi(struct pcpu *c)

@@ -98,8 +98,8 @@ static void sync_private_paths(void)
 /* This CPU's root, with apic_gpa trapped (0: nothing). */
 void svm_npt_private_init(struct pcpu *c, uint64_t apic_gpa)
 {
-    if (pt_path_alloc(&svm_of(c)->npt, &npt_heap) != 0)
-        panic("NPT: out of table pages");
+    if (!svm_of(c)->npt.t[0] && pt_path_alloc(&svm_of(c)->npt, &npt_heap) != 0)
+        panic("NPT: out of table pages");   /* once per CPU; a restart after INIT reuses it */
     if (svm_npt_private_build(svm_of(c), apic_gpa) != 0)
         panic("CPU %u: cannot trap the APIC page %llx", c->idx, (unsigned long long)apic_gpa);
 }

@@ -62,7 +62,8 @@ static uint8_t tlb_flush_code(const struct svm_cpu *s)
 void svm_smpg_cpu_setup(struct pcpu *c)
 {
     struct svm_cpu *s = svm_of(c);
-    s->capture = page_alloc(&s->capture_pa);
+    if (!s->capture)            /* once per CPU; a restart after INIT reuses it */
+        s->capture = page_alloc(&s->capture_pa);
     svm_npt_private_init(c, apic_guest_page());
     if (c->is_bsp)
         printk("xmhf: xAPIC accesses trapped through per-CPU NPT roots, stepped with %s\n",
@@ -251,6 +252,16 @@ void svm_nmi_prepare(struct pcpu *c)
 {
     struct svm_cpu *s = svm_of(c);
     struct vmcb *vm = s->vmcb;
+    if (c->init_request) {
+        /* INIT from another CPU (smpguest.c): a step in progress is abandoned with its
+         * mapping, the NMI bookkeeping goes, and the VMCB is written afresh at the
+         * restart. GIF opens first: the parked CPU is woken by NMIs. */
+        if (s->step != STEP_NONE)
+            step_end(s, false);
+        s->nmi_blocked = s->nmi_force = s->nmi_iret_armed = false;
+        __asm__ volatile("stgi" ::: "memory");
+        smpg_guest_init(c);
+    }
     c->nmi_pending += __atomic_exchange_n(&c->nmi_host, 0, __ATOMIC_SEQ_CST);
     if (!c->nmi_pending || s->step != STEP_NONE || s->nmi_blocked ||
         (vm->ctl.eventinj & SVM_EVT_VALID))

@@ -52,8 +52,10 @@ void vmx_write_proc(struct vmx_cpu *x)
 void vmx_smpg_cpu_setup(struct pcpu *c)
 {
     struct vmx_cpu *x = vmx_of(c);
-    x->capture = page_alloc(&x->capture_pa);
-    vmx_ept_private_init(x);
+    if (!x->capture) {          /* once per CPU; a restart after INIT reuses them */
+        x->capture = page_alloc(&x->capture_pa);
+        vmx_ept_private_init(x);
+    }
     if (vmx_ept_private_build(x, apic_guest_page()) != 0)
         panic("CPU %u: cannot trap the APIC page", c->idx);
     g_step_method = x->mtf ? "monitor trap flag" : "RFLAGS.TF + #DB";
@@ -237,6 +239,17 @@ void vmx_smpg_x2apic_icr_write(struct vcpu *v, uint64_t val)
 void vmx_nmi_prepare(struct pcpu *c)
 {
     struct vmx_cpu *x = vmx_of(c);
+    if (c->init_request) {
+        /* INIT from another CPU (smpguest.c): a step in progress is abandoned with its
+         * mapping; the whole VMCS is written afresh at the restart. */
+        if (x->stepping) {
+            vmx_ept_apic_entry(x, 0);
+            invept_all();
+            x->stepping = false;
+        }
+        x->nmi_window = false;
+        smpg_guest_init(c);
+    }
     c->nmi_pending += __atomic_exchange_n(&c->nmi_host, 0, __ATOMIC_SEQ_CST);
     bool want = false;
     if (c->nmi_pending && !x->stepping) {

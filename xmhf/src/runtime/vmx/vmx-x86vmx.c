@@ -267,6 +267,9 @@ static void vmcs_guest_realmode(struct vmx_cpu *x, uint16_t cs_sel, uint64_t rip
 static __noreturn void launch(struct pcpu *c, uint16_t cs, uint64_t rip, uint64_t rdx)
 {
     struct vmx_cpu *x = vmx_of(c);
+    /* A restart after INIT finds the VMCS launched: VMLAUNCH wants it clear (SDM 24.1). */
+    if (vmcs_clear(c->arch_page_pa[1]) || vmcs_load(c->arch_page_pa[1]))
+        panic("CPU %u: VMCLEAR/VMPTRLD failed", c->idx);
     vmx_smpg_cpu_setup(c);
     vmcs_host_state(c);
     vmcs_controls(x);
