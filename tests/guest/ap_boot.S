@@ -8,6 +8,9 @@
  * protected mode, the shared page tables, long mode. In 64-bit mode the AP reads its own
  * APIC ID (IA32_APIC_BASE + 0x20), takes the stack the starter put in
  * ap_stack_by_id[id], and calls ap_main(id) (smp.c). An AP without a stack halts.
+ * On entry, still in real mode, it also writes its CS, its MSW and a count of entries
+ * into three words of the copy (ap_tramp_seen_*, ap_tramp_entries; read via
+ * AP_TRAMPOLINE + their offset), so that a case can see how an AP (re)started.
  */
 #define GUEST_PT_BASE   0x70000
 #define SEL_CODE32      0x08
@@ -27,6 +30,14 @@
 ap_tramp_start:
     cli
     cld
+    /* What the AP started with, in the copy (DS = CS: offsets from the copy's start),
+     * for the BSP to read (ap_restart): CS, the MSW (PE clear in real mode) and a count
+     * of entries. */
+    movw    %cs, %ax
+    movw    %ax, %ds
+    movw    %ax, (ap_tramp_seen_cs - ap_tramp_start)
+    smsw    (ap_tramp_seen_msw - ap_tramp_start)
+    incw    (ap_tramp_entries - ap_tramp_start)
     xorw    %ax, %ax
     movw    %ax, %ds
     lgdtl   gdt_desc                /* absolute, below 0x10000 (guest.ld checks it) */
@@ -34,6 +45,10 @@ ap_tramp_start:
     orl     $CR0_PE, %eax
     movl    %eax, %cr0
     ljmpl   $SEL_CODE32, $ap_pm32
+    .globl ap_tramp_seen_cs, ap_tramp_seen_msw, ap_tramp_entries
+ap_tramp_seen_cs:   .word 0
+ap_tramp_seen_msw:  .word 0
+ap_tramp_entries:   .word 0
 ap_tramp_end:
 
     .code32

@@ -295,6 +295,7 @@ bool t_nmi_storm(struct test_result *r);
 bool t_apic_fault_movs(struct test_result *r);
 bool t_apic_guest_tf(struct test_result *r);
 bool t_apic_relocate(struct test_result *r);
+bool t_ap_restart(struct test_result *r);
 void print_hv_stats(void);
 
 /* ---- apic.c: the local APIC in xAPIC mode (SDM Vol. 3A, chapter 11) --------------- */
@@ -401,6 +402,7 @@ struct cpu {
     volatile uint32_t work_seq, done_seq;
     volatile bool work_ok;
     struct test_result work_result;
+    volatile uint64_t heartbeat;    /* +1 per idle poll of an AP (ap_main) */
 
     /* scratch for the cases (smp_tests.c), reset by each case */
     volatile uint32_t irq_count[MAX_CPUS];  /* fixed IPIs received per sender index */
@@ -437,6 +439,14 @@ void smp_init(void);
 /* Sends INIT-SIPI-SIPI to t from the calling CPU (any CPU) and waits, bounded, for t to
  * come online. False with a reason in why on failure. */
 bool smp_start_ap(struct cpu *t, char *why, size_t why_size);
+/* Its second half: STARTUP, 200 us, STARTUP to t (in wait-for-SIPI after an INIT the
+ * caller sent), then the bounded wait; t must be CPU_OFFLINE. On a timeout t is parked
+ * with INIT and becomes CPU_LOST. */
+bool smp_sipi_wait(struct cpu *t, char *why, size_t why_size);
+/* ap_boot.S: words in the trampoline that each AP entering it writes (in the copy at
+ * AP_TRAMPOLINE: read at AP_TRAMPOLINE + (symbol - ap_tramp_start)). */
+extern const uint8_t ap_tramp_start[], ap_tramp_seen_cs[], ap_tramp_seen_msw[],
+                     ap_tramp_entries[];
 /* APs that reported in: their APIC IDs as read from their own APIC ID register. */
 extern volatile uint32_t ap_report_count;
 extern volatile uint32_t ap_reports[64];

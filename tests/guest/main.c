@@ -24,6 +24,8 @@ static const struct guest_test tests[] = {
     { "apic_fault_movs",          t_apic_fault_movs },
     { "apic_guest_tf",            t_apic_guest_tf },
     { "apic_relocate",            t_apic_relocate },
+    /* last: it may leave AP 1 parked (CPU_LOST) when the restart fails */
+    { "ap_restart",               t_ap_restart },
 };
 
 bool test_fail(struct test_result *r, const char *fmt, ...)

@@ -5,7 +5,8 @@
  * then poll their mailbox: cpu_post() hands over a function, which the AP runs like a
  * test case (an unexpected exception aborts only that piece of work), and cpu_wait()
  * collects the verdict with a timeout. The APs poll rather than halt, so that a broken
- * interrupt path fails only the cases about interrupts. Nothing here waits unbounded.
+ * interrupt path fails only the cases about interrupts; each idle poll bumps the CPU's
+ * heartbeat (ap_restart watches it). Nothing here waits unbounded.
  */
 #include "guest.h"
 
@@ -110,8 +111,6 @@ unsigned cpus_online(void)
  * STARTUP, 200 us, STARTUP. The second STARTUP is ignored by an AP that already runs. */
 bool smp_start_ap(struct cpu *t, char *why, size_t why_size)
 {
-    const uint32_t sipi = ICR_STARTUP | (AP_TRAMPOLINE >> 12);
-
     ap_stack_by_id[t->apic_id & 0xff] = t->stack_top;
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     if (!apic_send_ipi(t->apic_id, ICR_INIT | ICR_ASSERT | ICR_LEVEL)) {
@@ -120,6 +119,16 @@ bool smp_start_ap(struct cpu *t, char *why, size_t why_size)
         return false;
     }
     delay_ticks(TICKS_10MS);
+    return smp_sipi_wait(t, why, why_size);
+}
+
+/* The second half of smp_start_ap(): STARTUP, 200 us, STARTUP, then wait for t. */
+bool smp_sipi_wait(struct cpu *t, char *why, size_t why_size)
+{
+    const uint32_t sipi = ICR_STARTUP | (AP_TRAMPOLINE >> 12);
+
+    ap_stack_by_id[t->apic_id & 0xff] = t->stack_top;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
     for (int i = 0; i < 2; i++) {
         if (!apic_send_ipi(t->apic_id, sipi)) {
             snprintf(why, why_size, "STARTUP %d to APIC ID %u: delivery status stayed busy",
@@ -182,6 +191,7 @@ void ap_main(uint32_t apic_id)
     for (;;) {
         uint32_t seq = __atomic_load_n(&c->work_seq, __ATOMIC_ACQUIRE);
         if (seq == c->done_seq) {
+            __atomic_store_n(&c->heartbeat, c->heartbeat + 1, __ATOMIC_RELAXED);
             cpu_relax();
             continue;
         }

@@ -1,6 +1,7 @@
 /* The guest-SMP and xAPIC cases: AP start-up (from the BSP and from an AP), IPIs between
  * every pair of CPUs, many APIC accesses on every CPU, a paced NMI storm, an APIC access
- * that faults, an APIC access under the guest's own single-step, and a relocated APIC.
+ * that faults, an APIC access under the guest's own single-step, a relocated APIC, and
+ * an AP restarted by INIT-SIPI-SIPI while it runs.
  * Natively each of them must pass too; a check that needs the hypervisor's STATS
  * hypercall is skipped there ("native: no exit counts"). See README.md. */
 #include "guest.h"
@@ -584,6 +585,143 @@ bool t_apic_relocate(struct test_result *r)
         return test_fail(r, "passed on the %u online CPUs, but the MADT lists %u", done,
                          ncpus);
     return true;
+}
+
+/* ---- ap_restart --------------------------------------------------------------------- */
+/* INIT to a running AP puts it into wait-for-SIPI; STARTUP restarts it in real mode at
+ * CS:IP = vector << 8 : 0 (SDM Vol. 3A, 9.4 "Multiple-Processor (MP) Initialization"
+ * and 11.6.1, delivery modes INIT and Start-Up). Two rounds on AP 1. */
+#define RESTART_ROUNDS   2u
+
+static volatile uint32_t restart_slot;     /* the restarted AP's job writes its ID */
+
+static bool restart_job(struct test_result *r)
+{
+    __atomic_store_n(&restart_slot, apic_read(APIC_ID) >> 24, __ATOMIC_RELEASE);
+    return test_pass(r, "job ran");
+}
+
+static volatile uint16_t *tramp_word(const uint8_t *sym)
+{
+    return (volatile uint16_t *)(uintptr_t)(AP_TRAMPOLINE + (uintptr_t)(sym - ap_tramp_start));
+}
+
+/* True when c's heartbeat (its idle loop in ap_main) moves within the timeout. */
+static bool heartbeat_moves(const struct cpu *c, uint64_t timeout)
+{
+    const uint64_t h0 = c->heartbeat, t0 = rdtsc();
+    while (c->heartbeat == h0) {
+        if (rdtsc() - t0 > timeout)
+            return false;
+        cpu_relax();
+    }
+    return true;
+}
+
+/* One round on ap (online, idle): INIT, 10 ms, it must have stopped; STARTUP x2; it
+ * must start once, in real mode at the trampoline, report once, do a job and idle
+ * again. After a failed check the round parks it (INIT: wait-for-SIPI; CPU_LOST, not
+ * used again), so that the cases and the statistics after it cannot hang on it. */
+static bool restart_round(struct cpu *ap, struct test_result *r)
+{
+    volatile uint16_t *seen_cs = tramp_word(ap_tramp_seen_cs);
+    volatile uint16_t *seen_msw = tramp_word(ap_tramp_seen_msw);
+    volatile uint16_t *entries = tramp_word(ap_tramp_entries);
+    const uint32_t want_cs = AP_TRAMPOLINE >> 4;
+    struct test_result sr;
+
+    if (ap->state != CPU_ONLINE)
+        return test_fail(r, "AP 1 is not online");
+    if (!heartbeat_moves(ap, TIMEOUT_WAIT)) {
+        test_fail(r, "AP 1's heartbeat stands still before the INIT (not idle in its "
+                  "wait loop)");
+        goto park;
+    }
+    const uint32_t reports0 = __atomic_load_n(&ap_report_count, __ATOMIC_ACQUIRE);
+    const uint16_t entries0 = *entries;
+    *seen_cs = 0;
+    *seen_msw = 0xffff;                 /* PE set: what a real-mode start must overwrite */
+
+    /* Idle, no work posted: it may go. ap_main() sets it online again. */
+    ap->state = CPU_OFFLINE;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (!apic_send_ipi(ap->apic_id, ICR_INIT | ICR_ASSERT | ICR_LEVEL)) {
+        test_fail(r, "INIT to APIC ID %u: delivery status stayed busy", ap->apic_id);
+        goto park;
+    }
+    delay_ticks(TICKS_10MS);
+    const uint64_t h1 = ap->heartbeat;
+    delay_ticks(TICKS_10MS / 2);
+    const uint64_t h2 = ap->heartbeat;
+    if (h1 != h2) {
+        test_fail(r, "AP 1 still runs its idle loop 10 ms after INIT (heartbeat %lu -> "
+                  "%lu)", h1, h2);
+        goto park;
+    }
+    if (ap_report_count != reports0 || *entries != entries0) {
+        test_fail(r, "AP 1 restarted after INIT alone, without STARTUP (trampoline "
+                  "entries %u -> %u)", entries0, *entries);
+        goto park;
+    }
+
+    if (!smp_sipi_wait(ap, r->msg, sizeof r->msg))
+        return false;                   /* it parked the AP */
+    delay_ticks(TICKS_10MS);            /* time for a second, wrong start to show */
+    const uint32_t nrep = __atomic_load_n(&ap_report_count, __ATOMIC_ACQUIRE) - reports0;
+    const uint16_t nent = (uint16_t)(*entries - entries0);
+    if (nent != 1) {
+        test_fail(r, "the trampoline was entered %u times after STARTUP x2, expected "
+                  "once", nent);
+        goto park;
+    }
+    if (*seen_cs != want_cs || (*seen_msw & 1)) {
+        test_fail(r, "the trampoline ran with CS=0x%x MSW=0x%x, expected CS=0x%x in "
+                  "real mode (PE clear)", *seen_cs, *seen_msw, want_cs);
+        goto park;
+    }
+    if (nrep != 1 || ap_reports[reports0] != ap->apic_id) {
+        test_fail(r, "%u new reports (the first: APIC ID %u), expected one from APIC "
+                  "ID %u", nrep, nrep ? ap_reports[reports0] : 0, ap->apic_id);
+        goto park;
+    }
+
+    restart_slot = 0xffffffffu;
+    if (!run_on(ap, restart_job, TIMEOUT_WORK, &sr)) {
+        test_fail(r, "the job on the restarted AP: %s", sr.msg);
+        goto park;
+    }
+    if (restart_slot != ap->apic_id) {
+        test_fail(r, "the job wrote APIC ID 0x%x, expected %u", restart_slot,
+                  ap->apic_id);
+        goto park;
+    }
+    if (!heartbeat_moves(ap, TIMEOUT_WAIT)) {
+        test_fail(r, "AP 1's heartbeat did not resume after the job");
+        goto park;
+    }
+    return true;
+park:
+    apic_send_ipi(ap->apic_id, ICR_INIT | ICR_ASSERT | ICR_LEVEL);
+    ap->state = CPU_LOST;
+    return false;
+}
+
+bool t_ap_restart(struct test_result *r)
+{
+    if (!madt_ok)
+        return test_fail(r, "MADT: %s", madt_why);
+    if (ncpus < 2)
+        return test_pass(r, "(skipped: needs 2 CPUs)");
+    struct cpu *ap = &cpus[1];
+    for (unsigned round = 1; round <= RESTART_ROUNDS; round++) {
+        struct test_result rr = { "" };
+        if (!restart_round(ap, &rr))
+            return test_fail(r, "round %u of %u, APIC ID %u: %s", round, RESTART_ROUNDS,
+                             ap->apic_id, rr.msg);
+    }
+    return test_pass(r, "APIC ID %u: %u x (INIT stops it; STARTUP x2 -> one start at "
+                     "%04x:0000 in real mode, one report, job done, heartbeat back)",
+                     ap->apic_id, RESTART_ROUNDS, AP_TRAMPOLINE >> 4);
 }
 
 /* ---- the closing statistics (informational) --------------------------------------- */
