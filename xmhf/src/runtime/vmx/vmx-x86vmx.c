@@ -271,6 +271,11 @@ static __noreturn void launch(struct pcpu *c, uint16_t cs, uint64_t rip, uint64_
     if (vmcs_clear(c->arch_page_pa[1]) || vmcs_load(c->arch_page_pa[1]))
         panic("CPU %u: VMCLEAR/VMPTRLD failed", c->idx);
     vmx_smpg_cpu_setup(c);
+    /* Real mode: a restart after INIT must not inherit the IA-32e entry control a
+     * 64-bit guest left behind (after_paging_change), or the entry is invalid. */
+    x->entry &= ~ENTRY_IA32E_GUEST;
+    x->stepping = false;
+    x->nmi_window = false;
     vmcs_host_state(c);
     vmcs_controls(x);
     vmcs_guest_realmode(x, cs, rip);
