@@ -9,7 +9,7 @@
 OUT      ?= .
 B        := $(if $(filter .,$(OUT)),build,$(OUT)/obj)
 ARCHDIR  := $(if $(filter x86-svm,$(TARGET_ARCH)),svm,vmx)
-ARCH_LIB := $(if $(filter svm,$(ARCHDIR)),gwalk.c npt.c pagetable.c,ept.c)
+ARCH_LIB := $(if $(filter svm,$(ARCHDIR)),gwalk.c npt.c,ept.c)
 CC       := gcc
 WARN     := -Wall -Wextra -Werror
 FREE     := -std=c11 -ffreestanding -fno-builtin -fno-stack-protector -fno-pic -fno-pie \
@@ -23,7 +23,7 @@ INIT_SRC := xmhf/src/bootloader/header.S xmhf/src/bootloader/init.c \
             $(addprefix xmhf/src/lib/,cmdline.c e820.c format.c string.c uart.c)
 RT_SRC   := xmhf/src/runtime/entry.S $(wildcard xmhf/src/runtime/*.c) \
             $(wildcard xmhf/src/runtime/$(ARCHDIR)/*.c xmhf/src/runtime/$(ARCHDIR)/*.S) \
-            $(addprefix xmhf/src/lib/,e820.c $(ARCH_LIB) format.c icr.c string.c uart.c) \
+            $(addprefix xmhf/src/lib/,e820.c $(ARCH_LIB) format.c icr.c pagetable.c string.c uart.c) \
             $(wildcard $(APPROOT)/*.c)
 INIT_OBJ := $(patsubst %,$(B)/init/%.o,$(INIT_SRC))
 RT_OBJ   := $(patsubst %,$(B)/rt/%.o,$(RT_SRC))

@@ -2,7 +2,7 @@
  * 4 KiB table, 4 KiB / 2 MiB / 1 GiB leaves). The entry format (which bits mean
  * "present", what a table pointer carries, the page-size bit) comes from a struct
  * pt_format, so the same walk serves AMD nested page tables (npt.h) and can serve any
- * other format with that geometry (Intel EPT has it; ept.c predates this file).
+ * other format with that geometry (Intel EPT: ept.c).
  *
  * Pure logic: memory is reached only through struct pt_alloc, so host unit tests run it
  * on heap pages. Nothing is flushed; after changing live tables the caller flushes the
