@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "ept.h"
+#include "pagepool.h"
 
 #define MB(x) ((uint64_t)(x) << 20)
 #define GB(x) ((uint64_t)(x) << 30)
@@ -29,42 +30,6 @@ _Static_assert(EPT_ADDR_MASK == 0x000ffffffffff000ull, "address bits 51:12");
 _Static_assert((EPTP_WB | EPTP_WALK4) == 0x1e, "EPTP: WB, 4-level walk");
 
 /* --- host table allocator ------------------------------------------------------------ */
-
-struct pool {
-    void **pages;
-    size_t used, cap;
-    size_t limit; /* allocations allowed before alloc returns NULL */
-};
-
-static void *pool_alloc(void *ctx, uint64_t *phys)
-{
-    struct pool *p = ctx;
-    void *pg;
-
-    if (p->used >= p->limit)
-        return NULL;
-    if (p->used == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 64;
-        void **n = realloc(p->pages, cap * sizeof(*n));
-        if (n == NULL)
-            return NULL;
-        p->pages = n;
-        p->cap = cap;
-    }
-    pg = aligned_alloc(PAGE_SIZE_4K, PAGE_SIZE_4K);
-    if (pg == NULL)
-        return NULL;
-    memset(pg, 0, PAGE_SIZE_4K);
-    p->pages[p->used++] = pg;
-    *phys = (uint64_t)(uintptr_t)pg;
-    return pg;
-}
-
-static void *pool_p2v(void *ctx, uint64_t phys)
-{
-    (void)ctx;
-    return (void *)(uintptr_t)phys;
-}
 
 struct fixture {
     struct pool pool;
@@ -94,9 +59,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
 
-    for (size_t i = 0; i < f->pool.used; i++)
-        free(f->pool.pages[i]);
-    free(f->pool.pages);
+    pool_free(&f->pool);
     free(f);
     return 0;
 }

@@ -13,6 +13,7 @@
 
 #include "npt.h"
 #include "svm.h"
+#include "pagepool.h"
 
 #define MB(x) ((uint64_t)(x) << 20)
 #define GB(x) ((uint64_t)(x) << 30)
@@ -27,31 +28,6 @@ _Static_assert(NPT_P == 1 && NPT_RW == 2 && NPT_US == 4 && NPT_PWT == 8 && NPT_P
                "P, R/W, U/S, PWT, PCD: bits 0-4");
 _Static_assert(NPT_PS == 0x80 && NPT_PAT_LARGE == 0x1000 && NPT_NX == 1ull << 63,
                "PS 7, large-page PAT 12, NX 63");
-
-struct pool {
-    void *pages[4096];
-    size_t used, limit;
-};
-
-static void *pool_alloc(void *ctx, uint64_t *phys)
-{
-    struct pool *p = ctx;
-    if (p->used >= p->limit || p->used >= 4096)
-        return NULL;
-    void *pg = aligned_alloc(K4, K4);
-    if (pg == NULL)
-        return NULL;
-    memset(pg, 0, K4);
-    p->pages[p->used++] = pg;
-    *phys = (uint64_t)(uintptr_t)pg;
-    return pg;
-}
-
-static void *pool_p2v(void *ctx, uint64_t phys)
-{
-    (void)ctx;
-    return (void *)(uintptr_t)phys;
-}
 
 struct fixture {
     struct pool pool;
@@ -75,8 +51,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    for (size_t i = 0; i < f->pool.used; i++)
-        free(f->pool.pages[i]);
+    pool_free(&f->pool);
     free(f);
     return 0;
 }
