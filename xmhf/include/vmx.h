@@ -127,6 +127,7 @@ VMCS_FIELDS(X)
 
 /* 24.4.1 segment access rights: bit 16 marks a segment unusable. */
 #define AR_UNUSABLE       (1u << 16)
+#define AR_L              (1u << 13)    /* CS: 64-bit code segment */
 
 /* A.1 Basic VMX Information */
 #define VMX_BASIC_TRUE_CTLS (1ull << 55)

@@ -92,19 +92,40 @@ static bool guest_write_cr4(struct vcpu *v, uint64_t val)
 }
 
 /* 27.2.1 table 27-3: exit qualification of control-register accesses. */
+/* CR3 accesses exit only where the processor cannot turn CR3-load/store exiting off (no
+ * TRUE capability MSRs): performed as the instruction would. MOV to CR3 loads the PAE
+ * PDPTEs itself on hardware, so here too. */
+static void guest_cr3_access(struct vcpu *v, unsigned type, unsigned reg, uint64_t val)
+{
+    if (type == 1) {
+        uint64_t cr3 = vmreadN(VMCS_GUEST_CR3);
+        if (reg == R_SP)
+            vmwriteN(VMCS_GUEST_RSP, cr3);
+        else
+            v->regs->r[reg] = cr3;
+    } else {
+        vmwriteN(VMCS_GUEST_CR3, val);
+        after_paging_change(vmx_of(v->cpu), vmreadN(VMCS_GUEST_CR0), vmreadN(VMCS_GUEST_CR4),
+                            vmread64(VMCS_GUEST_EFER));
+    }
+    vmx_skip_instruction(v);
+}
+
 static void exit_cr_access(struct vcpu *v)
 {
     uint64_t q = vmreadN(VMCS_EXIT_QUALIFICATION);
     unsigned cr = q & 15, type = (q >> 4) & 3, reg = (q >> 8) & 15;
+    uint64_t val = reg == R_SP ? vmreadN(VMCS_GUEST_RSP) : v->regs->r[reg];
+    bool mode64 = (vmread64(VMCS_GUEST_EFER) & EFER_LMA) && (vmread32(VMCS_GUEST_CS_AR) & AR_L);
+    if (!mode64)
+        val &= 0xffffffffull;   /* outside 64-bit mode only the low half is written */
+    if (cr == 3 && type <= 1) {
+        guest_cr3_access(v, type, reg, val);
+        return;
+    }
     if (type != 0 || (cr != 0 && cr != 4))
         panic("CPU %u: unexpected control-register exit, qualification %llx", v->cpu->idx,
               (unsigned long long)q);
-    uint64_t val = reg == R_SP ? vmreadN(VMCS_GUEST_RSP) : v->regs->r[reg];
-    if (vmread64(VMCS_GUEST_EFER) & EFER_LMA) {
-        /* 64-bit code writes 64-bit values; 32-bit code only the low half. */
-    } else {
-        val &= 0xffffffffull;
-    }
     if (cr == 0 ? guest_write_cr0(v, val) : guest_write_cr4(v, val))
         vmx_skip_instruction(v);
     else

@@ -84,7 +84,10 @@ static int check_caps(struct pcpu *c, struct vmx_cpu *x)
         return -1;
     /* The guest starts in real mode with paging off; these are set at launch. */
     x->entry &= ~ENTRY_IA32E_GUEST;
+    /* Off unless the processor insists (its allowed-0 settings: without the TRUE
+     * capability MSRs, CR3-load/store exiting are fixed to 1; peh handles those exits). */
     x->proc &= ~(PROC_CR3_LOAD | PROC_CR3_STORE | PROC_HLT_EXIT | PROC_UNCOND_IO | PROC_NMI_WINDOW);
+    x->proc |= (uint32_t)rdmsr(proc_msr) & ~PROC_NMI_WINDOW;
     x->pin &= ~PIN_EXTINT_EXIT;
     /* The step mechanism: the monitor trap flag where the allowed-1 settings offer it
      * (XMHF64 met nested-KVM hosts without it), else RFLAGS.TF + #DB. */
