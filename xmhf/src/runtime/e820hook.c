@@ -7,7 +7,8 @@
  *     +3  IRET                after an E820 call it answered,
  *     +4  JMP FAR old_vector  for every other INT 15h function (the BIOS's handler).
  * Results go to the guest's registers; CF goes into the FLAGS image on the guest's
- * stack that IRET restores. */
+ * stack that IRET restores. The older size calls (E801h, 88h) are answered from the same
+ * map. */
 #include "xmhf.h"
 
 #define IVT_INT15       (0x15u * 4)
@@ -51,9 +52,58 @@ static void set_carry(struct vcpu *v, bool cf)
     guest_phys_write(sp, &flags, 2);
 }
 
+/* End of the usable RAM that runs on from `from` without a gap (the map is sanitized, so
+ * one entry); `from` itself when it is not usable RAM. */
+static uint64_t usable_end(uint64_t from)
+{
+    for (uint32_t i = 0; i < g_guest_e820.count; i++) {
+        const struct e820_entry *e = &g_guest_e820.e[i];
+        if (e->type == E820_RAM && e->base <= from && from < e->base + e->length)
+            return e->base + e->length;
+    }
+    return from;
+}
+
+static void set16(uint64_t *reg, uint64_t val)
+{
+    *reg = (*reg & ~0xffffull) | (val & 0xffff);
+}
+
+/* The older memory-size calls, answered from the same map so they end below the
+ * hypervisor too (Ralf Brown's interrupt list, INT 15h AX=E801h and AH=88h):
+ * E801: AX = CX = KiB between 1 MiB and 16 MiB, BX = DX = 64 KiB blocks above 16 MiB up
+ * to the first hole; 88h: KiB above 1 MiB, at most 0xffff. */
+static void memsize_call(uint64_t *r, bool e801)
+{
+    const uint64_t mb1 = 0x100000, mb16 = 0x1000000;
+    uint64_t end = usable_end(mb1);
+    if (end > PHYS_LIMIT)
+        end = PHYS_LIMIT;
+    uint64_t low_kb = ((end < mb16 ? end : mb16) - mb1) >> 10;
+    if (!e801) {
+        uint64_t kb = (end - mb1) >> 10;
+        set16(&r[R_AX], kb > 0xffff ? 0xffff : kb);
+        return;
+    }
+    uint64_t high = end >= mb16 ? usable_end(mb16) : mb16;
+    if (high > PHYS_LIMIT)
+        high = PHYS_LIMIT;
+    uint64_t blocks = (high - mb16) >> 16;
+    set16(&r[R_AX], low_kb);
+    set16(&r[R_CX], low_kb);
+    set16(&r[R_BX], blocks);
+    set16(&r[R_DX], blocks);
+}
+
 uint64_t e820_hook_call(struct vcpu *v)
 {
     uint64_t *r = v->regs->r;
+    bool e801 = (r[R_AX] & 0xffff) == 0xe801, ah88 = (r[R_AX] & 0xff00) == 0x8800;
+    if (e801 || ah88) {
+        memsize_call(r, e801);
+        set_carry(v, false);
+        return 3;
+    }
     if ((uint32_t)r[R_AX] != 0xe820)
         return 4;                                   /* the BIOS's own handler */
     uint32_t idx = (uint32_t)r[R_BX], want = (uint32_t)r[R_CX];
