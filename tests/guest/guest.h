@@ -225,6 +225,9 @@ void probe_movs_insn(void), probe_movs_recover(void);
  * #DB handler must clear TF. */
 uint32_t probe_tf_read(uint64_t addr);
 void probe_tf_read_insn(void), probe_tf_read_after(void);
+/* The same with RFLAGS.IF set over the read; the caller's RFLAGS come back after. */
+uint32_t probe_tf_if_read(uint64_t addr);
+void probe_tf_if_read_insn(void), probe_tf_if_read_after(void);
 
 /* Fills every register of *r not set by the caller with a known pattern (so that the
  * preservation of the other registers can be checked), then runs VMCALL. Returns true

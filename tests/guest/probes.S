@@ -111,6 +111,25 @@ probe_movs_recover:
  * read at probe_tf_read_insn, so its RIP is probe_tf_read_after (SDM Vol. 3B,
  * "Single-Step Exception Condition"). The #DB handler clears TF; the NOPs would each
  * raise another #DB if it did not. */
+/* uint32_t probe_tf_if_read(uint64_t addr): the same with interrupts enabled over the
+ * read (IF = 1, nothing pending), restoring the caller's RFLAGS at the end. A hypervisor
+ * that holds interrupts off for its step by STI blocking must not do so with TF set
+ * (VM entry would fail), so this takes the other path. */
+    .globl probe_tf_if_read, probe_tf_if_read_insn, probe_tf_if_read_after
+probe_tf_if_read:
+    pushfq
+    pushfq
+    orq     $0x300, (%rsp)
+    popfq
+probe_tf_if_read_insn:
+    movl    (%rdi), %eax
+probe_tf_if_read_after:
+    nop
+    nop
+    nop
+    popfq
+    ret
+
     .globl probe_tf_read, probe_tf_read_insn, probe_tf_read_after
 probe_tf_read:
     pushfq

@@ -447,31 +447,43 @@ static bool db_hook(struct trap_frame *f)
     return true;
 }
 
-static bool tf_work(struct test_result *r)
+/* One round: `probe` sets TF (and IF for the second round) over an APIC read; exactly
+ * one #DB must follow, after the read. */
+static bool tf_round(struct test_result *r, uint32_t (*probe)(uint64_t), void (*after)(void),
+                     const char *what)
 {
     struct cpu *c = this_cpu();
-    const uint64_t want = (uint64_t)(uintptr_t)probe_tf_read_after;
+    const uint64_t want = (uint64_t)(uintptr_t)after;
     uint64_t rflags;
 
     c->db_count = 0;
     c->db_rip = c->db_dr6 = 0;
     __asm__ volatile("mov %0, %%dr6" : : "r"(0ull));
-    uint32_t id = probe_tf_read(apic_base() + APIC_ID) >> 24;
+    uint32_t id = probe(apic_base() + APIC_ID) >> 24;
     __asm__ volatile("pushfq; popq %0" : "=r"(rflags));
     if (c->db_count != 1)
-        return test_fail(r, "%u #DB, expected one (first at rip=0x%lx)", c->db_count,
-                         c->db_rip);
+        return test_fail(r, "%s: %u #DB, expected one (first at rip=0x%lx)", what,
+                         c->db_count, c->db_rip);
     if (c->db_rip != want)
-        return test_fail(r, "#DB at rip=0x%lx, expected 0x%lx (after the APIC read)",
-                         c->db_rip, want);
+        return test_fail(r, "%s: #DB at rip=0x%lx, expected 0x%lx (after the APIC read)",
+                         what, c->db_rip, want);
     if (!(c->db_dr6 & DR6_BS))
-        return test_fail(r, "DR6=0x%lx without BS (bit 14)", c->db_dr6);
+        return test_fail(r, "%s: DR6=0x%lx without BS (bit 14)", what, c->db_dr6);
     if (rflags & RFLAGS_TF)
-        return test_fail(r, "TF still set after the handler cleared it");
+        return test_fail(r, "%s: TF still set after the handler cleared it", what);
     if (id != c->apic_id)
-        return test_fail(r, "the single-stepped read gave APIC ID %u, expected %u", id,
-                         c->apic_id);
-    return test_pass(r, "one #DB after the APIC read, DR6=0x%lx", c->db_dr6);
+        return test_fail(r, "%s: the single-stepped read gave APIC ID %u, expected %u", what,
+                         id, c->apic_id);
+    return true;
+}
+
+static bool tf_work(struct test_result *r)
+{
+    if (!tf_round(r, probe_tf_read, probe_tf_read_after, "IF=0") ||
+        !tf_round(r, probe_tf_if_read, probe_tf_if_read_after, "IF=1"))
+        return false;
+    return test_pass(r, "one #DB after the APIC read, with IF=0 and IF=1, DR6=0x%lx",
+                     this_cpu()->db_dr6);
 }
 
 bool t_apic_guest_tf(struct test_result *r)

@@ -9,10 +9,10 @@
  *    RFLAGS are untouched. Otherwise RFLAGS.TF + the #DB intercept, with the guest's own
  *    TF kept aside and its own #DB handed back.
  *  - Interrupts are held off for the step without touching RFLAGS.IF: with MTF by
- *    STI blocking for one instruction (interruptibility state, SDM 24.4.2); with TF by
- *    external-interrupt exiting, an interrupt first undoing the step (the guest takes
- *    the interrupt, the instruction traps again later). An interrupt delivered inside
- *    the step would run the guest's handler with the APIC page mapped.
+ *    STI blocking for one instruction (interruptibility state, SDM 24.4.2) where that is
+ *    legal; otherwise by external-interrupt exiting, an interrupt first undoing the step
+ *    (the guest takes the interrupt, the instruction traps again later). An interrupt
+ *    delivered inside the step would run the guest's handler with the APIC page mapped.
  *  - NMIs exit (pin-based NMI exiting) and are only counted during the step; they are
  *    injected afterwards, one per NMI window (virtual NMIs), so none is lost or doubled.
  *  - Every exception is intercepted during the step (exception bitmap all ones): if
@@ -77,23 +77,31 @@ bool vmx_smpg_apic_trap(struct vcpu *v, uint64_t gpa, uint64_t qual)
 
     uint64_t rflags = vmreadN(VMCS_GUEST_RFLAGS);
     uint32_t intr = vmread32(VMCS_GUEST_INTERRUPTIBILITY);
+    bool tf = rflags & RFLAGS_TF;
+    bool blocked = intr & (INTERRUPTIBILITY_STI | INTERRUPTIBILITY_MOVSS);
     /* A single-step trap cannot be pending before an instruction that faulted (it would
      * have been delivered first), yet Bochs 2.7 saves BS here when the guest's POPF has
      * just set TF. Left in place it would fire before the stepped instruction; the
-     * guest's TF yields its #DB after the instruction anyway. */
-    if (rflags & RFLAGS_TF)
+     * guest's TF yields its #DB after the instruction anyway. (Under STI/MOV SS blocking
+     * with TF the entry checks want BS kept, 26.3.1.5: that case keeps it in MTF mode.) */
+    if (tf && (!x->mtf || !blocked))
         vmwriteN(VMCS_GUEST_PENDING_DBG, vmreadN(VMCS_GUEST_PENDING_DBG) & ~DBG_BS);
     bool vectoring = vmread32(VMCS_IDT_VECTORING_INFO) & INTR_INFO_VALID;
     x->step_sti = x->step_extint = false;
     if (x->mtf) {
-        /* STI blocking is only legal with IF = 1 and no event being injected (26.3.1.5). */
-        if ((rflags & RFLAGS_IF) && !(intr & (INTERRUPTIBILITY_STI | INTERRUPTIBILITY_MOVSS)) &&
-            !vectoring) {
+        /* Interrupts held for the one instruction by STI blocking where that is legal
+         * (IF = 1, no other blocking, no event being injected, and TF = 0, since STI
+         * blocking with TF would need a pending #DB: 26.3.1.5); else, with IF = 1 and
+         * nothing blocking them, by external-interrupt exiting as in TF mode. */
+        if ((rflags & RFLAGS_IF) && !blocked && !vectoring && !tf) {
             intr |= INTERRUPTIBILITY_STI;
             x->step_sti = true;
+        } else if ((rflags & RFLAGS_IF) && !blocked) {
+            vmwrite32(VMCS_PIN_CTLS, x->pin | PIN_EXTINT_EXIT);
+            x->step_extint = true;
         }
     } else {
-        x->step_guest_tf = rflags & RFLAGS_TF;
+        x->step_guest_tf = tf;
         vmwriteN(VMCS_GUEST_RFLAGS, rflags | RFLAGS_TF);
         /* With TF set, STI/MOV SS blocking would demand a pending #DB at entry (26.3.1.5);
          * the step holds interrupts off by itself. */
