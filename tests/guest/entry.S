@@ -4,7 +4,8 @@
  *   1. set up DS/ES/SS = 0 and a stack below 0x7c00;
  *   2. record CS, IP (found with a near call), DL and EFLAGS as they were at entry;
  *   3. enable A20 (BIOS call, then the fast-A20 port) so odd megabytes are not aliased;
- *   4. read the BIOS memory map with INT 15h/E820 into e820_map while the BIOS is usable;
+ *   4. read the BIOS memory map with INT 15h/E820 into e820_map while the BIOS is usable,
+ *      and the older size calls INT 15h AX=E801h and AH=88h (CF and registers kept);
  * then load the GDT and enter 32-bit protected mode, build identity page tables for
  * 0..4 GiB at GUEST_PT_BASE, enable PAE + EFER.LME + paging, and far-jump to 64-bit
  * code, which clears .bss and calls guest_main().
@@ -64,6 +65,7 @@ _start:
 
     call    enable_a20
     call    read_e820
+    call    read_memsize
     cli                             /* the BIOS may have enabled interrupts */
 
     /* ---- to protected mode ---- */
@@ -159,6 +161,32 @@ read_e820:
     movw    %ax, %es
     ret
 
+/* INT 15h AX=E801h and AH=88h: for each, the FLAGS after the call (CF in bit 0) and
+ * the registers it answers in (E801: AX, BX, CX, DX; 88h: AX). Inputs not used by a
+ * call are zeroed first so that an untouched register reads 0. */
+read_memsize:
+    movw    $0xe801, %ax
+    xorw    %bx, %bx
+    xorw    %cx, %cx
+    xorw    %dx, %dx
+    stc                             /* a BIOS without the call may return without CF */
+    int     $0x15
+    cli
+    pushfw
+    popw    memsize_e801_flags
+    movw    %ax, memsize_e801 + 0
+    movw    %bx, memsize_e801 + 2
+    movw    %cx, memsize_e801 + 4
+    movw    %dx, memsize_e801 + 6
+    movw    $0x8800, %ax
+    stc
+    int     $0x15
+    cli
+    pushfw
+    popw    memsize_88_flags
+    movw    %ax, memsize_88_ax
+    ret
+
 /* ---- 32-bit protected mode: page tables, then long mode ---- */
     .code32
 pm32:
@@ -245,6 +273,7 @@ gdt_desc:
     .balign 8
     .globl boot_entry_eflags, boot_entry_cs, boot_entry_ip, boot_entry_dl, boot_a20_ok
     .globl e820_count, e820_flags, e820_first_eax, e820_len, e820_map
+    .globl memsize_e801, memsize_e801_flags, memsize_88_ax, memsize_88_flags
 boot_entry_eflags:  .long 0
 boot_entry_cs:      .word 0
 boot_entry_ip:      .word 0
@@ -255,5 +284,9 @@ e820_count:         .long 0
 e820_flags:         .long 0
 e820_first_eax:     .long 0
 e820_len:           .fill E820_MAX_SEEN, 1, 0
+memsize_e801:       .fill 4, 2, 0       /* AX, BX, CX, DX after INT 15h AX=E801h */
+memsize_e801_flags: .word 0
+memsize_88_ax:      .word 0
+memsize_88_flags:   .word 0
     .balign 8
 e820_map:           .fill E820_MAX_SEEN * E820_SLOT, 1, 0

@@ -7,7 +7,8 @@
  * FAKE_BASE..+FAKE_SIZE by unmapping that 2 MiB page and turning the #PF of an access
  * into #GP(0) at the same RIP. It also edits the E820 map the real-mode entry read, as
  * the hypervisor would answer INT 15h: the region becomes two reserved entries (two, so
- * that e820_hides_hypervisor has to walk across entries). */
+ * that e820_hides_hypervisor has to walk across entries); and the answers to the older
+ * size calls (E801h, 88h) with it: RAM from 1 MiB now runs up to FAKE_BASE. */
 #include "guest.h"
 
 #define FAKE_BASE 0x07c00000ull     /* inside Bochs' 128 MiB, 2 MiB aligned */
@@ -75,6 +76,11 @@ static void fake_edit_e820(void)
         for (uint32_t k = n; k < n + 3; k++)
             e820_len[k] = 20;
         e820_count = n + 3;
+        if (e->base <= 0x100000) {      /* the run from 1 MiB now ends at FAKE_BASE */
+            memsize_e801[0] = memsize_e801[2] = (0x1000000 - 0x100000) >> 10;
+            memsize_e801[1] = memsize_e801[3] = (FAKE_BASE - 0x1000000) >> 16;
+            memsize_88_ax = 0xffff;     /* FAKE_BASE - 1 MiB > 0xffff KiB */
+        }
         return;
     }
 }

@@ -142,6 +142,10 @@ extern uint32_t e820_flags;         /* E820F_* */
 extern uint32_t e820_first_eax;     /* EAX returned by the first call */
 extern uint8_t  e820_len[E820_MAX_SEEN];          /* ECX returned for each entry */
 extern struct e820_slot e820_map[E820_MAX_SEEN];
+extern uint16_t memsize_e801[4];    /* AX, BX, CX, DX after INT 15h AX=E801h */
+extern uint16_t memsize_e801_flags; /* FLAGS after it (CF = bit 0) */
+extern uint16_t memsize_88_ax;      /* AX after INT 15h AH=88h */
+extern uint16_t memsize_88_flags;   /* FLAGS after it */
 
 /* ---- traps.c: IDT, exception recording, expected faults --------------------------- */
 /* What the CPU and the stubs in trap_entry.S leave on the stack; the C handler may change
@@ -284,6 +288,7 @@ struct guest_test {
 bool t_boot_state(struct test_result *r);
 bool t_e820_call(struct test_result *r);
 bool t_e820_hides_hypervisor(struct test_result *r);
+bool t_memsize_calls(struct test_result *r);
 bool t_hello_hypercall(struct test_result *r);
 bool t_unknown_hypercall(struct test_result *r);
 bool t_hypervisor_write_blocked(struct test_result *r);

@@ -8,6 +8,7 @@ static const struct guest_test tests[] = {
     { "boot_state",               t_boot_state },
     { "e820_call",                t_e820_call },
     { "e820_hides_hypervisor",    t_e820_hides_hypervisor },
+    { "memsize_calls",            t_memsize_calls },
     { "hello_hypercall",          t_hello_hypercall },
     { "unknown_hypercall",        t_unknown_hypercall },
     { "hypervisor_write_blocked", t_hypervisor_write_blocked },

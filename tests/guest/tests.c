@@ -67,6 +67,28 @@ bool t_e820_call(struct test_result *r)
 }
 
 /* ---- 3. e820_hides_hypervisor ---------------------------------------------------- */
+/* Walks from lo towards hi, each step through some non-usable entry containing the
+ * current address; returns where it stopped (>= hi: all of [lo, hi) is reserved) and
+ * the number of steps in *used. */
+static uint64_t e820_reserved_run(uint64_t lo, uint64_t hi, unsigned *used)
+{
+    uint64_t at = lo;
+    *used = 0;
+    while (at < hi) {
+        uint64_t next = at;
+        for (uint32_t i = 0; i < e820_count; i++) {
+            const struct e820_slot *e = &e820_map[i];
+            if (e->type != E820_RAM && e->base <= at && e820_end(e) > next)
+                next = e820_end(e);
+        }
+        if (next == at)
+            break;
+        at = next;
+        (*used)++;
+    }
+    return at;
+}
+
 bool t_e820_hides_hypervisor(struct test_result *r)
 {
     struct runtime_info ri;
@@ -84,25 +106,112 @@ bool t_e820_hides_hypervisor(struct test_result *r)
                              "[0x%lx, 0x%lx)", i, e->base, e820_end(e), lo, hi);
     }
 
-    /* Walk from lo upwards, each step through some non-usable entry containing the
-     * current address. */
-    uint64_t at = lo;
-    unsigned used = 0;
-    while (at < hi) {
+    unsigned used;
+    uint64_t at = e820_reserved_run(lo, hi, &used);
+    if (at < hi)
+        return test_fail(r, "0x%lx (inside the hypervisor [0x%lx, 0x%lx)) is in no "
+                         "reserved E820 entry", at, lo, hi);
+    return test_pass(r, "[0x%lx, 0x%lx) reserved (%u entr%s)", lo, hi, used,
+                     used == 1 ? "y" : "ies");
+}
+
+/* ---- 3b. memsize_calls ------------------------------------------------------------ */
+/* The end of the usable RAM that runs on from `from` without a gap (across adjacent or
+ * overlapping usable entries, so an unsanitized BIOS map works too); `from` itself when
+ * it is not usable RAM. Each step moves to a larger entry end, so it ends. */
+static uint64_t e820_usable_run(uint64_t from)
+{
+    uint64_t at = from;
+    for (;;) {
         uint64_t next = at;
         for (uint32_t i = 0; i < e820_count; i++) {
             const struct e820_slot *e = &e820_map[i];
-            if (e->type != E820_RAM && e->base <= at && e820_end(e) > next)
+            if (e820_usable(e) && e->base <= at && e820_end(e) > next)
                 next = e820_end(e);
         }
         if (next == at)
-            return test_fail(r, "0x%lx (inside the hypervisor [0x%lx, 0x%lx)) is in no "
-                             "reserved E820 entry", at, lo, hi);
+            return at;
         at = next;
-        used++;
     }
-    return test_pass(r, "[0x%lx, 0x%lx) reserved (%u entr%s)", lo, hi, used,
-                     used == 1 ? "y" : "ies");
+}
+
+/* What INT 15h AX=E801h and AH=88h should answer for the collected E820 map: contiguous
+ * usable RAM from 1 MiB (capped at 4 GiB): its KiB below 16 MiB, and its KiB in all (at
+ * most 0xffff); if it reaches 16 MiB, the 64 KiB blocks of the run from 16 MiB. */
+struct memsize_expect { uint64_t low_kb, blocks, kb88, top; };
+
+static struct memsize_expect memsize_from_e820(void)
+{
+    const uint64_t mb16 = 16 * MIB, lim = 4 * GIB;
+    struct memsize_expect x;
+    uint64_t end = e820_usable_run(MIB);
+    if (end > lim)
+        end = lim;
+    x.low_kb = ((end < mb16 ? end : mb16) - MIB) >> 10;
+    x.kb88 = (end - MIB) >> 10;
+    if (x.kb88 > 0xffff)
+        x.kb88 = 0xffff;
+    x.top = end >= mb16 ? e820_usable_run(mb16) : mb16;
+    if (x.top > lim)
+        x.top = lim;
+    x.blocks = (x.top - mb16) >> 16;
+    return x;
+}
+
+bool t_memsize_calls(struct test_result *r)
+{
+    const uint16_t ax = memsize_e801[0], bx = memsize_e801[1];
+    const uint16_t cx = memsize_e801[2], dx = memsize_e801[3];
+
+    if (memsize_e801_flags & 1)
+        return test_fail(r, "INT 15h AX=E801h returned CF set (ax=0x%x)", ax);
+    if (memsize_88_flags & 1)
+        return test_fail(r, "INT 15h AH=88h returned CF set (ax=0x%x)", memsize_88_ax);
+    if (ax != cx || bx != dx)
+        return test_fail(r, "E801: ax=0x%x cx=0x%x, bx=0x%x dx=0x%x: expected ax=cx, "
+                         "bx=dx", ax, cx, bx, dx);
+
+    struct hc_regs h = { .rax = HC_RUNTIME_INFO };
+    struct fault_info f;
+    bool hv = hypercall(&h, &f);
+    if (!hv && f.vector != VEC_UD)
+        return test_fail(r, "RUNTIME_INFO VMCALL raised %s at rip=0x%lx",
+                         trap_name(f.vector), f.rip);
+    if (hv && h.rax != 0)
+        return test_fail(r, "RUNTIME_INFO returned rax=0x%lx", h.rax);
+
+    const struct memsize_expect x = memsize_from_e820();
+    const uint64_t top = 16 * MIB + ((uint64_t)bx << 16);
+    if (hv && top > h.rbx)
+        return test_fail(r, "E801 reports RAM up to 0x%lx (bx=0x%x), past the hypervisor "
+                         "at 0x%lx", top, bx, h.rbx);
+    if (ax != x.low_kb)
+        return test_fail(r, "E801: ax=0x%x KiB, E820 gives 0x%lx", ax, x.low_kb);
+    /* Natively the Bochs BIOS answers both from the CMOS memory sizes: E801's BX also
+     * counts the RAM at the top that its own E820 reserves (the ACPI tables), and 88h
+     * stops at 0xfc00 KiB (63 MiB). Accepted there, and only there. */
+    unsigned used;
+    bool bx_ok = bx == x.blocks, kb88_ok = memsize_88_ax == x.kb88;
+    const char *note_bx = "", *note_88 = "";
+    if (!hv && !bx_ok && top > x.top && e820_reserved_run(x.top, top, &used) >= top) {
+        bx_ok = true;
+        note_bx = " (bx also counts the reserved top)";
+    }
+    if (!hv && !kb88_ok && x.kb88 > 0xfc00 && memsize_88_ax == 0xfc00) {
+        kb88_ok = true;
+        note_88 = " (BIOS cap 0xfc00)";
+    }
+    if (!bx_ok)
+        return test_fail(r, "E801: bx=0x%x blocks (up to 0x%lx), E820 gives 0x%lx "
+                         "(up to 0x%lx)", bx, top, x.blocks, x.top);
+    if (!kb88_ok)
+        return test_fail(r, "88h: ax=0x%x KiB, E820 gives 0x%lx", memsize_88_ax, x.kb88);
+    if (hv)
+        return test_pass(r, "E801 ax=0x%x bx=0x%x (RAM to 0x%lx, hypervisor at 0x%lx), "
+                         "88h ax=0x%x: as E820", ax, bx, top, h.rbx, memsize_88_ax);
+    return test_pass(r, "native: E801 ax=0x%x bx=0x%x%s, 88h ax=0x%x%s: as E820%s", ax, bx,
+                     note_bx, memsize_88_ax, note_88,
+                     *note_bx || *note_88 ? " but for the BIOS's CMOS-based sizes" : "");
 }
 
 /* ---- 4. hello_hypercall ---------------------------------------------------------- */

@@ -90,21 +90,21 @@ smp_cases="ap_startup ap_starts_ap ipi_all_pairs apic_access_loop nmi_storm \
            apic_fault_movs apic_guest_tf apic_relocate ap_restart"
 case $mode in
 plain)
-    for t in boot_state e820_call fault_recovery $smp_cases; do
+    for t in boot_state e820_call memsize_calls fault_recovery $smp_cases; do
         expect "^guest: PASS $t" "$t did not pass"
     done
     # Without the hypervisor, VMCALL must have been caught as #UD, not crashed the guest.
     expect '^guest: FAIL hello_hypercall: HELLO VMCALL raised #UD' \
         "hello_hypercall did not report a caught #UD"
-    expect '^guest: 12 passed, 5 failed' "expected 12 passed, 5 failed"
+    expect '^guest: 13 passed, 5 failed' "expected 13 passed, 5 failed"
     ;;
 fakehv)
-    for t in boot_state e820_call e820_hides_hypervisor hello_hypercall \
+    for t in boot_state e820_call e820_hides_hypervisor memsize_calls hello_hypercall \
              unknown_hypercall hypervisor_write_blocked runtime_info fault_recovery \
              $smp_cases; do
         expect "^guest: PASS $t" "$t did not pass"
     done
-    expect '^guest: 17 passed, 0 failed' "expected 17 passed, 0 failed"
+    expect '^guest: 18 passed, 0 failed' "expected 18 passed, 0 failed"
     ;;
 bench)
     expect '^bench: xapic_read ticks/access=' "no xapic_read figure"
