@@ -140,6 +140,19 @@ static void test_port_forms(void **state)
     }
 }
 
+static void test_selftest_option(void **state)
+{
+    (void)state;
+    struct result r = parse("k serial=115200,8n1,0x3f8 selftest=pagefault");
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.o.selftest, XMHF_SELFTEST_PAGEFAULT);
+    r = parse("k serial=115200,8n1,0x3f8");
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.o.selftest, 0);
+    assert_rejected("k selftest=crash", "selftest: 'crash'");
+    assert_rejected("k selftest=", "selftest=");
+}
+
 static void test_boot_drive_forms(void **state)
 {
     (void)state;
@@ -276,6 +289,7 @@ int main(void)
         cmocka_unit_test(test_baud_divisors),
         cmocka_unit_test(test_port_forms),
         cmocka_unit_test(test_boot_drive_forms),
+        cmocka_unit_test(test_selftest_option),
         cmocka_unit_test(test_repeated_option_later_wins),
         cmocka_unit_test(test_unknown_and_malformed_tokens),
         cmocka_unit_test(test_bad_baud),

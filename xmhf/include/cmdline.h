@@ -9,13 +9,20 @@ struct xmhf_bootopts {
     uint32_t baud;        /* serial=BAUD,...: a divisor of 115200 */
     uint16_t serial_port; /* serial=...,PORT: I/O port of the 16550 UART */
     uint8_t  boot_drive;  /* boot_drive=0xNN: DL handed to the guest */
+    uint8_t  selftest;    /* selftest=pagefault: XMHF_SELFTEST_*, 0 = none */
 };
+
+/* selftest=pagefault: the runtime takes a page fault on purpose before the guest starts,
+ * to show (and let the test bench check) that a fault in the hypervisor is reported with
+ * CPU, vector, RIP, error code and CR2 and halts that CPU instead of resetting the machine. */
+#define XMHF_SELFTEST_PAGEFAULT 1
 
 /* Fills *out with the defaults (baud 115200, port default_port, drive 0x80), then applies
  * every option in cmdline. The first token is skipped when it holds no '=' (GRUB passes
  * the image path first). Accepted options:
  *   serial=BAUD,8n1,PORT   BAUD decimal dividing 115200 evenly, "8n1" only, PORT 0x1..0xffff
  *   boot_drive=0xNN        hex, 0x00..0xff
+ *   selftest=pagefault     see XMHF_SELFTEST_PAGEFAULT
  * Returns 0, or -1 with a one-line NUL-terminated message in err (at most errlen bytes,
  * naming the offending token) for an unknown option or a malformed value; *out then holds
  * the plain defaults (nothing partially applied). err may be NULL when errlen is 0. */

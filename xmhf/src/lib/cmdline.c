@@ -198,6 +198,17 @@ static int opt_boot_drive(struct span tok, struct span val, struct xmhf_bootopts
     return 0;
 }
 
+/* selftest=pagefault */
+static int opt_selftest(struct span tok, struct span val, struct xmhf_bootopts *o,
+                        char *err, size_t errlen)
+{
+    (void)tok;
+    if (!span_eq(val, "pagefault"))
+        return fail(err, errlen, "selftest: ", val, " is not 'pagefault'");
+    o->selftest = XMHF_SELFTEST_PAGEFAULT;
+    return 0;
+}
+
 typedef int (*opt_fn)(struct span tok, struct span val, struct xmhf_bootopts *o, char *err,
                       size_t errlen);
 
@@ -207,6 +218,7 @@ static const struct {
 } options[] = {
     { "serial", opt_serial },
     { "boot_drive", opt_boot_drive },
+    { "selftest", opt_selftest },
 };
 
 static int apply_token(struct span tok, struct xmhf_bootopts *o, char *err, size_t errlen)
@@ -235,13 +247,14 @@ int xmhf_parse_cmdline(const char *cmdline, uint16_t default_port,
 {
     /* Options land in a copy so that on error *out still holds the plain defaults: the
      * caller needs a working console to report the error on. */
-    struct xmhf_bootopts o = { UART_CLOCK_BAUD, default_port, 0x80 };
+    struct xmhf_bootopts o = { UART_CLOCK_BAUD, default_port, 0x80, 0 };
     const char *p = cmdline;
     bool first = true;
 
     out->baud = o.baud;
     out->serial_port = o.serial_port;
     out->boot_drive = o.boot_drive;
+    out->selftest = o.selftest;
     if (err != NULL && errlen > 0)
         err[0] = '\0';
     if (p == NULL)
@@ -275,5 +288,6 @@ int xmhf_parse_cmdline(const char *cmdline, uint16_t default_port,
     out->baud = o.baud;
     out->serial_port = o.serial_port;
     out->boot_drive = o.boot_drive;
+    out->selftest = o.selftest;
     return 0;
 }

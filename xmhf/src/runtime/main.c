@@ -55,6 +55,11 @@ __noreturn void runtime_main(uint64_t bp_phys)
     if (bsp->state != PCPU_VMX_ON)
         panic("the boot processor cannot run the guest (see the message above)");
 
+    if (g_bp->opts.selftest == XMHF_SELFTEST_PAGEFAULT) {
+        /* Above the 4 GiB the runtime maps: a not-present page fault on purpose. */
+        printk("xmhf: selftest=pagefault: reading 0x%llx\n", 0x100000000000ull);
+        (void)*(volatile uint64_t *)(uintptr_t)0x100000000000ull;
+    }
     e820_hook_install();
     arch_nested_paging_init();
 
