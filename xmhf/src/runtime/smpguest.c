@@ -8,32 +8,28 @@
 #include "msr.h"
 #include "xmhf.h"
 
-/* Wakes a parked AP: NMI is the one interrupt that ends HLT with interrupts off. The AP
- * may be between its check and its HLT when the first one lands, so repeat until it
- * acknowledges by leaving GUEST_CPU_STARTING. */
-static void wake_ap(struct pcpu *t)
+/* Asks CPU t for something by NMI, until its guest_state leaves `from`. NMI is the one
+ * interrupt that ends HLT with interrupts off (a parked AP) and that always exits a
+ * running guest (NMI exiting / the NMI intercept) or is checked before the next entry
+ * (host NMIs). The target may be between its check and its HLT when one lands, so the
+ * NMI is repeated; 1000 rounds is generous even for an emulator. */
+static void kick_until(struct pcpu *t, uint32_t from)
 {
-    for (unsigned tries = 0; tries < 1000 && t->guest_state == GUEST_CPU_STARTING; tries++) {
+    for (unsigned tries = 0; tries < 1000 && t->guest_state == from; tries++) {
         lapic_send_ipi_raw(t->apic_id, ICR_DM_NMI | ICR_LEVEL_ASSERT);
-        for (unsigned i = 0; i < 2000 && t->guest_state == GUEST_CPU_STARTING; i++)
+        for (unsigned i = 0; i < 2000 && t->guest_state == from; i++)
             cpu_pause();
     }
-    if (t->guest_state == GUEST_CPU_STARTING)
-        printk("xmhf: CPU %u did not answer its start request\n", t->idx);
 }
 
 /* INIT to a guest CPU that runs: only that CPU can take its guest down (it owns its
- * VMCS/VMCB), so it is asked by an NMI, which always exits the guest (or lands in the
- * hypervisor, where it is checked before the next entry). The sender waits until the
- * target is in wait-for-SIPI, so a STARTUP that follows finds it there. */
+ * VMCS/VMCB), so it is asked (init_request, then smpg_guest_init on its side). The
+ * sender waits until the target is in wait-for-SIPI, so a STARTUP that follows finds it
+ * there. */
 static void init_running(struct pcpu *from, struct pcpu *t)
 {
     __atomic_store_n(&t->init_request, 1, __ATOMIC_SEQ_CST);
-    for (unsigned tries = 0; tries < 1000 && t->guest_state == GUEST_CPU_RUNNING; tries++) {
-        lapic_send_ipi_raw(t->apic_id, ICR_DM_NMI | ICR_LEVEL_ASSERT);
-        for (unsigned i = 0; i < 2000 && t->guest_state == GUEST_CPU_RUNNING; i++)
-            cpu_pause();
-    }
+    kick_until(t, GUEST_CPU_RUNNING);
     if (t->guest_state == GUEST_CPU_RUNNING)
         printk("xmhf: CPU %u: CPU %u did not take its INIT\n", from->idx, t->idx);
 }
@@ -58,7 +54,9 @@ static void deliver_sipi(struct pcpu *t, uint32_t vector)
         return;     /* not waiting for a STARTUP: ignored, as by the hardware */
     t->sipi_vector = vector;
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    wake_ap(t);
+    kick_until(t, GUEST_CPU_STARTING);     /* a parked AP: woken, it says RUNNING */
+    if (t->guest_state == GUEST_CPU_STARTING)
+        printk("xmhf: CPU %u did not answer its start request\n", t->idx);
 }
 
 static void forward(uint64_t raw, bool x2apic)
