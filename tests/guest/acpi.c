@@ -125,6 +125,14 @@ int madt_cpu_ids(uint32_t *ids, unsigned max, char *why, size_t why_size)
     return (int)n;
 }
 
+/* True when the RSDP's OEM ID is `oem6` (6 characters, e.g. "BOCHS ": the Bochs BIOS,
+ * and SeaBIOS, its descendant). Used only to name a platform limitation (x2apic_mode). */
+bool acpi_oem_is(const char *oem6)
+{
+    const struct rsdp *rp = rsdp_find();
+    return rp && memcmp(rp->oem, oem6, 6) == 0;
+}
+
 /* SMBIOS (DMTF DSP0134): the manufacturer string of the System Information structure
  * (type 1), from the 32-bit entry point "_SM_" in 0xf0000-0xfffff. Used only to know a
  * platform limitation (QEMU does not move the xAPIC when IA32_APIC_BASE changes). */

@@ -61,6 +61,15 @@ bool apic_send_ipi(uint32_t dest_apic_id, uint32_t icr_lo)
     return true;
 }
 
+/* SDM 11.12.9 "ICR Operation in x2APIC Mode": one WRMSR of MSR 0x830 with the
+ * destination in bits 63:32 sends the IPI; there is no delivery status to poll (bit 12
+ * is reserved there). For a CPU in x2APIC mode only. */
+bool x2apic_send_ipi(uint32_t dest_x2apic_id, uint32_t icr_lo)
+{
+    wrmsr(X2APIC_ICR, ((uint64_t)dest_x2apic_id << 32) | icr_lo);
+    return true;
+}
+
 /* The 8259s: move their vectors off the exception range (0x20-0x2f; spurious IRQ 7/15
  * would otherwise arrive as exception vectors) and mask every line. The guest takes
  * interrupts only from the local APIC. */

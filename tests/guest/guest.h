@@ -304,6 +304,7 @@ bool t_apic_fault_movs(struct test_result *r);
 bool t_apic_guest_tf(struct test_result *r);
 bool t_apic_relocate(struct test_result *r);
 bool t_ap_restart(struct test_result *r);
+bool t_x2apic_mode(struct test_result *r);
 void print_hv_stats(void);
 
 /* ---- apic.c: the local APIC in xAPIC mode (SDM Vol. 3A, chapter 11) --------------- */
@@ -334,6 +335,15 @@ void print_hv_stats(void);
 
 #define VEC_SPURIOUS     0xff
 
+/* x2APIC mode (SDM 11.12): the registers are MSRs 0x800 + (xAPIC offset >> 4). */
+#define CPUID1_ECX_X2APIC (1u << 21)
+#define X2APIC_ID        0x802u
+#define X2APIC_VERSION   0x803u
+#define X2APIC_TPR       0x808u
+#define X2APIC_EOI       0x80bu
+#define X2APIC_SVR       0x80fu
+#define X2APIC_ICR       0x830u     /* 64 bits: destination in 63:32 */
+
 /* The APIC base of the calling CPU: this_cpu()->apic_base, read from IA32_APIC_BASE
  * when the CPU comes up and kept in step by whoever writes the MSR (apic_relocate), so
  * that an APIC access costs no RDMSR. */
@@ -355,6 +365,9 @@ void apic_sw_enable(void);
 /* Writes ICR (high, then low) and waits, bounded, until delivery status is idle.
  * Returns false when it stayed busy. */
 bool apic_send_ipi(uint32_t dest_apic_id, uint32_t icr_lo);
+/* The same from a CPU in x2APIC mode: one WRMSR of the ICR (MSR 0x830); always true. */
+bool x2apic_send_ipi(uint32_t dest_x2apic_id, uint32_t icr_lo);
+typedef bool (*ipi_send_fn)(uint32_t dest, uint32_t icr_lo);
 /* Masks both 8259 PICs (after moving their vectors to 0x20-0x2f). */
 void pic_disable(void);
 /* Busy-waits `ticks` TSC ticks. */
@@ -380,6 +393,8 @@ void tick_scale_init(void);
 int madt_cpu_ids(uint32_t *ids, unsigned max, char *why, size_t why_size);
 /* True when SMBIOS's System Information names this manufacturer (e.g. "QEMU"). */
 bool smbios_manufacturer_is(const char *want);
+/* True when the ACPI RSDP's OEM ID is these 6 characters (e.g. "BOCHS "). */
+bool acpi_oem_is(const char *oem6);
 
 /* ---- smp.c: per-CPU data, AP start-up, work on other CPUs ------------------------- */
 enum cpu_state { CPU_OFFLINE, CPU_ONLINE, CPU_LOST };
@@ -451,6 +466,8 @@ bool smp_start_ap(struct cpu *t, char *why, size_t why_size);
  * caller sent), then the bounded wait; t must be CPU_OFFLINE. On a timeout t is parked
  * with INIT and becomes CPU_LOST. */
 bool smp_sipi_wait(struct cpu *t, char *why, size_t why_size);
+/* The same with the IPIs sent by `send` (apic_send_ipi or x2apic_send_ipi). */
+bool smp_sipi_wait_via(struct cpu *t, ipi_send_fn send, char *why, size_t why_size);
 /* ap_boot.S: words in the trampoline that each AP entering it writes (in the copy at
  * AP_TRAMPOLINE: read at AP_TRAMPOLINE + (symbol - ap_tramp_start)). */
 extern const uint8_t ap_tramp_start[], ap_tramp_seen_cs[], ap_tramp_seen_msw[],

@@ -25,8 +25,9 @@ static const struct guest_test tests[] = {
     { "apic_fault_movs",          t_apic_fault_movs },
     { "apic_guest_tf",            t_apic_guest_tf },
     { "apic_relocate",            t_apic_relocate },
-    /* last: it may leave AP 1 parked (CPU_LOST) when the restart fails */
+    /* last: they may leave AP 1 parked (CPU_LOST) when they fail */
     { "ap_restart",               t_ap_restart },
+    { "x2apic_mode",              t_x2apic_mode },
 };
 
 bool test_fail(struct test_result *r, const char *fmt, ...)

@@ -125,12 +125,19 @@ bool smp_start_ap(struct cpu *t, char *why, size_t why_size)
 /* The second half of smp_start_ap(): STARTUP, 200 us, STARTUP, then wait for t. */
 bool smp_sipi_wait(struct cpu *t, char *why, size_t why_size)
 {
+    return smp_sipi_wait_via(t, apic_send_ipi, why, why_size);
+}
+
+/* The same with the IPIs (the STARTUPs, and the INIT that parks t on a timeout) sent
+ * by `send`: x2apic_send_ipi() from a CPU in x2APIC mode. */
+bool smp_sipi_wait_via(struct cpu *t, ipi_send_fn send, char *why, size_t why_size)
+{
     const uint32_t sipi = ICR_STARTUP | (AP_TRAMPOLINE >> 12);
 
     ap_stack_by_id[t->apic_id & 0xff] = t->stack_top;
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     for (int i = 0; i < 2; i++) {
-        if (!apic_send_ipi(t->apic_id, sipi)) {
+        if (!send(t->apic_id, sipi)) {
             snprintf(why, why_size, "STARTUP %d to APIC ID %u: delivery status stayed busy",
                      i + 1, t->apic_id);
             return false;
@@ -143,7 +150,7 @@ bool smp_sipi_wait(struct cpu *t, char *why, size_t why_size)
         if (rdtsc() - t0 > TIMEOUT_AP_ONLINE) {
             /* Park it (INIT: wait-for-SIPI) so that an AP running astray stops, and
              * never use it again. */
-            apic_send_ipi(t->apic_id, ICR_INIT | ICR_ASSERT | ICR_LEVEL);
+            send(t->apic_id, ICR_INIT | ICR_ASSERT | ICR_LEVEL);
             t->state = CPU_LOST;
             snprintf(why, why_size, "APIC ID %u did not come online within %llu ticks "
                      "of the second STARTUP (INIT sent to park it)", t->apic_id,

@@ -633,8 +633,9 @@ static bool heartbeat_moves(const struct cpu *c, uint64_t timeout)
 /* One round on ap (online, idle): INIT, 10 ms, it must have stopped; STARTUP x2; it
  * must start once, in real mode at the trampoline, report once, do a job and idle
  * again. After a failed check the round parks it (INIT: wait-for-SIPI; CPU_LOST, not
- * used again), so that the cases and the statistics after it cannot hang on it. */
-static bool restart_round(struct cpu *ap, struct test_result *r)
+ * used again), so that the cases and the statistics after it cannot hang on it. The
+ * IPIs go through `send`: apic_send_ipi, or x2apic_send_ipi (x2apic_mode). */
+static bool restart_round(struct cpu *ap, ipi_send_fn send, struct test_result *r)
 {
     volatile uint16_t *seen_cs = tramp_word(ap_tramp_seen_cs);
     volatile uint16_t *seen_msw = tramp_word(ap_tramp_seen_msw);
@@ -657,7 +658,7 @@ static bool restart_round(struct cpu *ap, struct test_result *r)
     /* Idle, no work posted: it may go. ap_main() sets it online again. */
     ap->state = CPU_OFFLINE;
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (!apic_send_ipi(ap->apic_id, ICR_INIT | ICR_ASSERT | ICR_LEVEL)) {
+    if (!send(ap->apic_id, ICR_INIT | ICR_ASSERT | ICR_LEVEL)) {
         test_fail(r, "INIT to APIC ID %u: delivery status stayed busy", ap->apic_id);
         goto park;
     }
@@ -676,7 +677,7 @@ static bool restart_round(struct cpu *ap, struct test_result *r)
         goto park;
     }
 
-    if (!smp_sipi_wait(ap, r->msg, sizeof r->msg))
+    if (!smp_sipi_wait_via(ap, send, r->msg, sizeof r->msg))
         return false;                   /* it parked the AP */
     delay_ticks(TICKS_10MS);            /* time for a second, wrong start to show */
     const uint32_t nrep = __atomic_load_n(&ap_report_count, __ATOMIC_ACQUIRE) - reports0;
@@ -713,7 +714,7 @@ static bool restart_round(struct cpu *ap, struct test_result *r)
     }
     return true;
 park:
-    apic_send_ipi(ap->apic_id, ICR_INIT | ICR_ASSERT | ICR_LEVEL);
+    send(ap->apic_id, ICR_INIT | ICR_ASSERT | ICR_LEVEL);
     ap->state = CPU_LOST;
     return false;
 }
@@ -727,13 +728,331 @@ bool t_ap_restart(struct test_result *r)
     struct cpu *ap = &cpus[1];
     for (unsigned round = 1; round <= RESTART_ROUNDS; round++) {
         struct test_result rr = { "" };
-        if (!restart_round(ap, &rr))
+        if (!restart_round(ap, apic_send_ipi, &rr))
             return test_fail(r, "round %u of %u, APIC ID %u: %s", round, RESTART_ROUNDS,
                              ap->apic_id, rr.msg);
     }
     return test_pass(r, "APIC ID %u: %u x (INIT stops it; STARTUP x2 -> one start at "
                      "%04x:0000 in real mode, one report, job done, heartbeat back)",
                      ap->apic_id, RESTART_ROUNDS, AP_TRAMPOLINE >> 4);
+}
+
+/* ---- x2apic_mode -------------------------------------------------------------------- */
+/* The BSP alone goes to x2APIC mode (SDM 11.12; every AP stays in xAPIC mode), uses its
+ * APIC through the MSRs, sends IPIs and restarts AP 1 through the ICR MSR (0x830), and
+ * comes back to xAPIC mode by way of the disabled state (SDM 11.12.5: x2APIC -> xAPIC
+ * directly is not allowed). Steps 1-4 run as a sub-case, so that whatever they do (an
+ * unexpected exception included) step 5 brings the BSP back to xAPIC mode. */
+#define VEC_X2_SELF      0xf2u          /* self-IPI through MSR 0x830 */
+#define VEC_X2_AP        0xf3u          /* BSP (x2APIC) -> AP 1 (xAPIC) */
+#define X2_LOOPS         1000u
+#define X2_EXIT_SLACK    2u             /* exits allowed beyond the STATS calls' own */
+#define APIC_LDR         0x0d0
+#define APIC_DFR         0x0e0
+#define APIC_LVT_TIMER   0x320
+#define APIC_LVT_THERMAL 0x330
+#define APIC_LVT_PERF    0x340
+#define APIC_LVT_LINT0   0x350
+#define APIC_LVT_LINT1   0x360
+#define APIC_LVT_ERROR   0x370
+#define APIC_TIMER_DCR   0x3e0
+#define LVT_RO_BITS      ((1u << 12) | (1u << 14))  /* delivery status, remote IRR */
+
+/* The xAPIC registers the guest had set (apic_sw_enable) or the BIOS left (LINT0/1 in
+ * virtual-wire mode, LDR/DFR): the disabled state resets them; step 5 writes them back
+ * in this order (SVR first: LVT writes that unmask are ignored while software-disabled)
+ * and checks they read back. */
+static const struct { uint16_t reg; uint8_t min_lvt; const char *name; } x2_regs[] = {
+    { APIC_SVR, 0, "SVR" },          { APIC_TPR, 0, "TPR" },
+    { APIC_DFR, 0, "DFR" },          { APIC_LDR, 0, "LDR" },
+    { APIC_TIMER_DCR, 0, "timer DCR" },
+    { APIC_LVT_TIMER, 0, "LVT timer" }, { APIC_LVT_THERMAL, 5, "LVT thermal" },
+    { APIC_LVT_PERF, 4, "LVT perf" },   { APIC_LVT_LINT0, 0, "LVT LINT0" },
+    { APIC_LVT_LINT1, 0, "LVT LINT1" }, { APIC_LVT_ERROR, 3, "LVT error" },
+};
+
+static struct {
+    uint64_t msr0;                  /* IA32_APIC_BASE in xAPIC mode, before */
+    uint32_t id_reg, ver_reg;       /* xAPIC ID and version registers, before */
+    uint32_t saved[ARRAY_SIZE(x2_regs)];
+    unsigned max_lvt;
+    bool hv;
+    volatile bool bsp_x2;           /* the BSP is in x2APIC mode (EOI by MSR) */
+    bool ap_used;                   /* AP 1 took part: park it after a failure */
+    bool stuck_off;                 /* the platform refused to enable the APIC again */
+    uint64_t ex_pair, ex_loop;      /* total exits: STATS pair alone; around the loop */
+    uint64_t icr_ipi, icr_restart, init_sipi;   /* STATS deltas */
+    char detail[96];
+} x2;
+
+static volatile uint32_t x2_self_count, x2_ap_count, x2_other, x2_ap_ready;
+
+static bool x2_irq_hook(struct trap_frame *f)
+{
+    struct cpu *c = this_cpu();
+
+    if (f->vector == VEC_X2_SELF && c->idx == 0)
+        x2_self_count++;
+    else if (f->vector == VEC_X2_AP && c->idx == 1)
+        x2_ap_count++;
+    else
+        x2_other++;
+    if (c->idx == 0 && x2.bsp_x2)
+        wrmsr(X2APIC_EOI, 0);
+    else
+        apic_write(APIC_EOI, 0);
+    return true;
+}
+
+/* On AP 1 (xAPIC mode): IF=1 until the BSP's IPI has come, and a little longer. */
+static bool x2_ap_receive(struct test_result *r)
+{
+    __atomic_store_n(&x2_ap_ready, 1, __ATOMIC_RELEASE);
+    __asm__ volatile("sti" ::: "memory");
+    bool got = wait_until(&x2_ap_count, 1, TIMEOUT_WAIT);
+    if (got)
+        delay_ticks(TICKS_10MS / 4);        /* time for a duplicate to show */
+    __asm__ volatile("cli" ::: "memory");
+    if (!got)
+        return test_fail(r, "no IPI (vector 0x%x) from the BSP", VEC_X2_AP);
+    return true;
+}
+
+static bool x2_stat(struct test_result *r, uint64_t sel, uint64_t *v)
+{
+    return stat_get(r, sel, v, &x2.hv);
+}
+
+/* Steps 1-4, on the BSP; x2.msr0 etc. are set. */
+static bool x2_steps(struct test_result *r)
+{
+    struct cpu *ap = &cpus[1];
+    uint64_t a, b, c, d;
+
+    /* 1. x2APIC mode: EN and EXTD, the BSP bit and the base kept. */
+    const uint64_t want = x2.msr0 | APIC_BASE_EXTD;
+    wrmsr(MSR_APIC_BASE, want);
+    x2.bsp_x2 = true;
+    const uint64_t msr1 = rdmsr(MSR_APIC_BASE);
+    if (msr1 != want)
+        return test_fail(r, "IA32_APIC_BASE reads 0x%lx after writing 0x%lx", msr1, want);
+    const uint32_t x2id = (uint32_t)rdmsr(X2APIC_ID);
+    if (x2id != x2.id_reg >> 24)
+        return test_fail(r, "x2APIC ID (MSR 0x802) %u, the xAPIC ID was %u", x2id,
+                         x2.id_reg >> 24);
+    const uint32_t x2ver = (uint32_t)rdmsr(X2APIC_VERSION);
+    if ((x2ver & 0x00ff00ffu) != (x2.ver_reg & 0x00ff00ffu))
+        return test_fail(r, "x2APIC version 0x%x, the xAPIC one was 0x%x (version and "
+                         "max LVT differ)", x2ver, x2.ver_reg);
+    const uint64_t svr = rdmsr(X2APIC_SVR);
+    const bool svr_set = !(svr & 0x100);
+    if (svr_set)
+        wrmsr(X2APIC_SVR, (svr & ~0x3ffull) | 0x100u | VEC_SPURIOUS);
+    if (rdmsr(X2APIC_TPR) != 0)
+        wrmsr(X2APIC_TPR, 0);
+
+    /* 2. EOI writes and ID/version reads through the MSRs; total exits around them.
+     * Two STATS calls back to back give what the calls themselves add (the second
+     * one's VMCALL exit, as the counter is read within the first); the loop bracketed
+     * the same way may add X2_EXIT_SLACK more at most. */
+    if (!x2_stat(r, ST_EXITS_TOTAL, &a) || !x2_stat(r, ST_EXITS_TOTAL, &b) ||
+        !x2_stat(r, ST_EXITS_TOTAL, &c))
+        return false;
+    for (unsigned i = 0; i < X2_LOOPS; i++) {
+        wrmsr(X2APIC_EOI, 0);               /* nothing in service: no effect */
+        const uint32_t id = (uint32_t)rdmsr(X2APIC_ID);
+        const uint32_t ver = (uint32_t)rdmsr(X2APIC_VERSION);
+        if (id != x2id || ver != x2ver)
+            return test_fail(r, "loop %u: MSR 0x802 = 0x%x, 0x803 = 0x%x; expected 0x%x, "
+                             "0x%x", i, id, ver, x2id, x2ver);
+    }
+    if (!x2_stat(r, ST_EXITS_TOTAL, &d))
+        return false;
+    x2.ex_pair = b - a;
+    x2.ex_loop = d - c;
+    if (x2.hv && x2.ex_loop > x2.ex_pair + X2_EXIT_SLACK)
+        return test_fail(r, "%u EOI writes (MSR 0x80b) and %u reads of MSRs 0x802/0x803: "
+                         "exits +%lu, two STATS calls alone +%lu: intercepted", X2_LOOPS,
+                         2 * X2_LOOPS, x2.ex_loop, x2.ex_pair);
+
+    /* 3. A fixed self-IPI (shorthand self), then a fixed IPI to AP 1 (physical, its
+     * x2APIC ID = its APIC ID), each through MSR 0x830: one delivery each. */
+    if (!x2_stat(r, ST_ICR_WRITES, &a))
+        return false;
+    x2_self_count = x2_ap_count = x2_other = x2_ap_ready = 0;
+    x2apic_send_ipi(0, ICR_FIXED | ICR_SELF | VEC_X2_SELF);
+    __asm__ volatile("sti" ::: "memory");
+    bool got = wait_until(&x2_self_count, 1, TIMEOUT_WAIT);
+    if (got)
+        delay_ticks(TICKS_10MS / 4);
+    __asm__ volatile("cli" ::: "memory");
+    if (x2_self_count != 1 || x2_other)
+        return test_fail(r, "self-IPI via MSR 0x830 (vector 0x%x): received %u times, "
+                         "expected once (%u other interrupts)", VEC_X2_SELF, x2_self_count,
+                         x2_other);
+    x2.ap_used = true;
+    struct test_result sr;
+    if (!cpu_post(ap, x2_ap_receive))
+        return test_fail(r, "AP 1 is not online");
+    if (!wait_until(&x2_ap_ready, 1, TIMEOUT_WAIT)) {
+        (void)cpu_wait(ap, TIMEOUT_WORK, &sr);
+        return test_fail(r, "AP 1 did not start its job");
+    }
+    x2apic_send_ipi(ap->apic_id, ICR_FIXED | VEC_X2_AP);
+    if (!cpu_wait(ap, TIMEOUT_WORK, &sr))
+        return test_fail(r, "IPI to AP 1 (APIC ID %u) via MSR 0x830: %s", ap->apic_id,
+                         sr.msg);
+    if (x2_ap_count != 1 || x2_other)
+        return test_fail(r, "IPI to AP 1 via MSR 0x830 (vector 0x%x): received %u times, "
+                         "expected once (%u other interrupts)", VEC_X2_AP, x2_ap_count,
+                         x2_other);
+    if (!x2_stat(r, ST_ICR_WRITES, &b))
+        return false;
+    x2.icr_ipi = b - a;
+    if (x2.hv && x2.icr_ipi != 2)
+        return test_fail(r, "2 ICR writes (MSR 0x830), ICR captured (STATS 0x203) +%lu",
+                         x2.icr_ipi);
+
+    /* 4. INIT, STARTUP x2 to AP 1 through MSR 0x830: as ap_restart. */
+    if (!x2_stat(r, ST_ICR_WRITES, &a) || !x2_stat(r, ST_INIT_SIPI, &c))
+        return false;
+    struct test_result rr = { "" };
+    if (!restart_round(ap, x2apic_send_ipi, &rr))
+        return test_fail(r, "restart of AP 1 via MSR 0x830: %s", rr.msg);
+    if (!x2_stat(r, ST_ICR_WRITES, &b) || !x2_stat(r, ST_INIT_SIPI, &d))
+        return false;
+    x2.icr_restart = b - a;
+    x2.init_sipi = d - c;
+    if (x2.hv && x2.icr_restart != 3)
+        return test_fail(r, "INIT and STARTUP x2 via MSR 0x830: ICR captured (STATS "
+                         "0x203) +%lu, expected +3", x2.icr_restart);
+    if (x2.hv && x2.init_sipi < 1)
+        return test_fail(r, "INIT and STARTUP x2 via MSR 0x830: none handled virtually "
+                         "(STATS 0x204 +0)");
+    snprintf(x2.detail, sizeof x2.detail, "x2APIC ID %u%s", x2id,
+             svr_set ? " (SVR set)" : "");
+    return true;
+}
+
+/* Step 5: x2APIC -> disabled -> xAPIC with the old base; the saved registers back. */
+static bool x2_leave(struct test_result *r, uint64_t *ex)
+{
+    const uint64_t off = x2.msr0 & ~(APIC_BASE_ENABLE | APIC_BASE_EXTD);
+    wrmsr(MSR_APIC_BASE, off);
+    x2.bsp_x2 = false;
+    const uint64_t m_off = rdmsr(MSR_APIC_BASE);
+    wrmsr(MSR_APIC_BASE, x2.msr0);
+    const uint64_t m_on = rdmsr(MSR_APIC_BASE);
+    if (m_off != off)
+        return test_fail(r, "IA32_APIC_BASE 0x%lx after writing 0x%lx (disabled)", m_off,
+                         off);
+    /* Bochs (its BIOS's ACPI OEM ID is "BOCHS ") ignores every IA32_APIC_BASE write
+     * while the APIC is globally disabled: only a reset enables it again. The BSP's APIC
+     * then stays disabled; nothing after this case needs it (the closing statistics
+     * and the shutdown use no APIC). Anywhere else the write must take. */
+    if (m_on == off && acpi_oem_is("BOCHS ")) {
+        x2.stuck_off = true;
+        return true;
+    }
+    for (unsigned i = 0; i < ARRAY_SIZE(x2_regs); i++) {
+        if (x2.max_lvt >= x2_regs[i].min_lvt)
+            apic_write(x2_regs[i].reg, x2.saved[i]);
+    }
+    const uint64_t msr = rdmsr(MSR_APIC_BASE);
+    if (msr != x2.msr0)
+        return test_fail(r, "back to xAPIC: IA32_APIC_BASE 0x%lx, expected 0x%lx", msr,
+                         x2.msr0);
+    for (unsigned i = 0; i < ARRAY_SIZE(x2_regs); i++) {
+        const uint32_t ro = x2_regs[i].reg >= APIC_LVT_TIMER &&
+                            x2_regs[i].reg <= APIC_LVT_ERROR ? LVT_RO_BITS : 0;
+        if (x2.max_lvt < x2_regs[i].min_lvt)
+            continue;
+        const uint32_t v = apic_read(x2_regs[i].reg);
+        if ((v & ~ro) != (x2.saved[i] & ~ro))
+            return test_fail(r, "back to xAPIC: %s 0x%x, written back 0x%x",
+                             x2_regs[i].name, v, x2.saved[i]);
+    }
+    uint64_t e0, e1;
+    if (!stat_get(r, intercept_sel(), &e0, &x2.hv))
+        return false;
+    const uint32_t id = apic_read(APIC_ID);
+    if (!stat_get(r, intercept_sel(), &e1, &x2.hv))
+        return false;
+    if (id != x2.id_reg)
+        return test_fail(r, "back to xAPIC: APIC ID register 0x%x, expected 0x%x", id,
+                         x2.id_reg);
+    if (x2.hv && e1 - e0 < 1)
+        return test_fail(r, "back to xAPIC: the APIC ID read caused no %s (%lu -> %lu): "
+                         "not intercepted again", intercept_name(), e0, e1);
+    *ex = e1 - e0;
+    return true;
+}
+
+bool t_x2apic_mode(struct test_result *r)
+{
+    uint32_t a, b, c, d;
+
+    if (!madt_ok)
+        return test_fail(r, "MADT: %s", madt_why);
+    if (ncpus < 2)
+        return test_pass(r, "(skipped: needs 2 CPUs)");
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
+    if (!(c & CPUID1_ECX_X2APIC))
+        return test_pass(r, "(skipped: no x2APIC)");
+    struct cpu *ap = &cpus[1];
+    if (ap->state != CPU_ONLINE)
+        return test_fail(r, "AP 1 is not online");
+
+    memset(&x2, 0, sizeof x2);
+    x2.msr0 = rdmsr(MSR_APIC_BASE);
+    if (x2.msr0 & APIC_BASE_EXTD || !(x2.msr0 & APIC_BASE_ENABLE))
+        return test_fail(r, "IA32_APIC_BASE 0x%lx: not in xAPIC mode before", x2.msr0);
+    x2.id_reg = apic_read(APIC_ID);
+    x2.ver_reg = apic_read(APIC_VERSION);
+    x2.max_lvt = (x2.ver_reg >> 16) & 0xff;
+    for (unsigned i = 0; i < ARRAY_SIZE(x2_regs); i++)
+        x2.saved[i] = x2.max_lvt >= x2_regs[i].min_lvt ? apic_read(x2_regs[i].reg) : 0;
+    {
+        uint64_t v;
+        if (!stat_get(r, ST_EXITS_TOTAL, &v, &x2.hv))
+            return false;
+    }
+
+    trap_set_hook(VEC_X2_SELF, x2_irq_hook);
+    trap_set_hook(VEC_X2_AP, x2_irq_hook);
+    const struct guest_test sub = { "x2apic_mode steps", x2_steps };
+    struct test_result sr, lr = { "" };
+    const bool ok = run_case(&sub, &sr);
+    __asm__ volatile("cli" ::: "memory");
+    uint64_t ex = 0;
+    const bool back = x2_leave(&lr, &ex);
+    trap_set_hook(VEC_X2_SELF, NULL);
+    trap_set_hook(VEC_X2_AP, NULL);
+    if (!ok || !back) {
+        if (x2.ap_used && back && !x2.stuck_off) {  /* park AP 1; in xAPIC mode again */
+            apic_send_ipi(ap->apic_id, ICR_INIT | ICR_ASSERT | ICR_LEVEL);
+            ap->state = CPU_LOST;
+        }
+        if (!ok)
+            return test_fail(r, "%s%s%s", sr.msg, back ? "" : "; then ", back ? "" : lr.msg);
+        return test_fail(r, "%s", lr.msg);
+    }
+    char back_note[64];
+    if (x2.stuck_off)
+        snprintf(back_note, sizeof back_note, "disabled; Bochs: no re-enable before reset");
+    else if (!x2.hv)
+        snprintf(back_note, sizeof back_note, "xAPIC again");
+    else
+        snprintf(back_note, sizeof back_note, "xAPIC again, ID read: %lu %s", ex,
+                 cpu_is_amd ? "step(s)" : "EPT violation(s)");
+    if (!x2.hv)
+        return test_pass(r, "%s; %u EOI, %u ID/version MSR reads; self-IPI and IPI to AP 1 "
+                         "once each; AP 1 restarted via MSR 0x830; %s %s", x2.detail,
+                         X2_LOOPS, 2 * X2_LOOPS, back_note, native_note);
+    return test_pass(r, "%s; %u EOI+%u MSR reads: exits +%lu (STATS pair +%lu); 2 IPIs "
+                     "once each, ICR +%lu; AP 1 restarted, ICR +%lu, INIT/SIPI +%lu; %s",
+                     x2.detail, X2_LOOPS, 2 * X2_LOOPS, x2.ex_loop, x2.ex_pair, x2.icr_ipi,
+                     x2.icr_restart, x2.init_sipi, back_note);
 }
 
 /* ---- the closing statistics (informational) --------------------------------------- */

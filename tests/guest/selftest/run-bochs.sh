@@ -87,7 +87,7 @@ if grep -q 'FATAL' "$log" 2>/dev/null; then
     echo "bochs-selftest: the guest reported a fatal exception" >&2; fail=1
 fi
 smp_cases="ap_startup ap_starts_ap ipi_all_pairs apic_access_loop nmi_storm \
-           apic_fault_movs apic_guest_tf apic_relocate ap_restart"
+           apic_fault_movs apic_guest_tf apic_relocate ap_restart x2apic_mode"
 case $mode in
 plain)
     for t in boot_state e820_call memsize_calls fault_recovery $smp_cases; do
@@ -96,7 +96,7 @@ plain)
     # Without the hypervisor, VMCALL must have been caught as #UD, not crashed the guest.
     expect '^guest: FAIL hello_hypercall: HELLO VMCALL raised #UD' \
         "hello_hypercall did not report a caught #UD"
-    expect '^guest: 13 passed, 5 failed' "expected 13 passed, 5 failed"
+    expect '^guest: 14 passed, 5 failed' "expected 14 passed, 5 failed"
     ;;
 fakehv)
     for t in boot_state e820_call e820_hides_hypervisor memsize_calls hello_hypercall \
@@ -104,7 +104,7 @@ fakehv)
              $smp_cases; do
         expect "^guest: PASS $t" "$t did not pass"
     done
-    expect '^guest: 18 passed, 0 failed' "expected 18 passed, 0 failed"
+    expect '^guest: 19 passed, 0 failed' "expected 19 passed, 0 failed"
     ;;
 bench)
     expect '^bench: xapic_read ticks/access=' "no xapic_read figure"
