@@ -1,7 +1,7 @@
 /* The guest-SMP and xAPIC cases: AP start-up (from the BSP and from an AP), IPIs between
  * every pair of CPUs, many APIC accesses on every CPU, a paced NMI storm, an APIC access
  * that faults, an APIC access under the guest's own single-step, a relocated APIC, and
- * an AP restarted by INIT-SIPI-SIPI while it runs.
+ * an AP restarted by INIT-SIPI-SIPI while it runs, and the BSP in x2APIC mode.
  * Natively each of them must pass too; a check that needs the hypervisor's STATS
  * hypercall is skipped there ("native: no exit counts"). See README.md. */
 #include "guest.h"
