@@ -85,7 +85,6 @@ struct pcpu {
     /* VMX or SVM per-CPU pages, owned by the architecture half. */
     void *arch_page[4];
     uint64_t arch_page_pa[4];
-    uint64_t cr0_shadow_hidden;     /* architecture scratch */
     uint64_t exits[EXIT_STAT_SLOTS];
     uint64_t exits_total;
 };
@@ -197,7 +196,6 @@ __noreturn void smpg_guest_init(struct pcpu *c);
 /* Switches to the stack at top and calls fn(arg), which must not return (entry.S). */
 __noreturn void call_on_stack(uint64_t top, void (*fn)(void *), void *arg);
 void lapic_send_ipi_raw(uint32_t dest, uint32_t icr_lo);
-extern const char *g_step_method;
 
 /* Implemented by the architecture half for guest SMP. */
 __noreturn void arch_launch_ap_guest(struct pcpu *c, uint32_t sipi_vector);

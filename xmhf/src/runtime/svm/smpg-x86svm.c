@@ -50,7 +50,7 @@
 #define DR6_BN       0xfull         /* B0-B3: breakpoint conditions met */
 #define EXC_ALL      0xffffffffu
 
-const char *g_step_method = "RFLAGS.TF + #DB";   /* SVM has no monitor trap flag */
+static const char *const g_step_method = "RFLAGS.TF + #DB";   /* SVM has no monitor trap flag */
 
 static uint8_t tlb_flush_code(const struct svm_cpu *s)
 {

@@ -31,7 +31,6 @@
 
 #define DBG_BS (1ull << 14)  /* DR6 / exit-qualification single-step bit */
 
-const char *g_step_method = "none";
 
 bool vmx_event_pending(void)
 {
@@ -58,7 +57,6 @@ void vmx_smpg_cpu_setup(struct pcpu *c)
     }
     if (vmx_ept_private_build(x, apic_guest_page()) != 0)
         panic("CPU %u: cannot trap the APIC page", c->idx);
-    g_step_method = x->mtf ? "monitor trap flag" : "RFLAGS.TF + #DB";
 }
 
 /* The EPT violation on the APIC page: begin the step. Returns false when gpa is not
