@@ -25,12 +25,7 @@
 #include "msr.h"
 #include "vmx-x86vmx.h"
 
-#ifndef XMHF_SINGLESTEP
-#define XMHF_SINGLESTEP 0   /* 0 auto, 1 force MTF, 2 force TF (configure --with-singlestep) */
-#endif
-
 #define DBG_BS (1ull << 14)  /* DR6 / exit-qualification single-step bit */
-
 
 bool vmx_event_pending(void)
 {
