@@ -28,7 +28,8 @@
  *   0 .. 0xff   VM exits with that basic exit reason (Intel SDM Vol. 3D appendix C)
  *   0x100       all VM exits
  *   0x200 + n   STAT_* counter n of xmhf.h (steps done / faulted, NMIs delivered,
- *               ICR writes captured, INIT/SIPI handled, steps cancelled) */
+ *               ICR writes captured, INIT/SIPI handled, steps cancelled, stray
+ *               physical INITs) */
 #define XMHF_HC_STATS         0x80000002ull
 
 /* What the hypapp learns at init (BSP, before the guest's first instruction). */

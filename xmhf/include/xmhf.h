@@ -56,6 +56,7 @@ enum {
     STAT_ICR_CAPTURED,      /* ICR writes captured */
     STAT_INIT_SIPI,         /* INIT/STARTUP IPIs handled virtually */
     STAT_STEPS_CANCELLED,   /* steps undone before the instruction ran (interrupt first) */
+    STAT_STRAY_INIT,        /* physical INIT signals while the guest ran (ignored) */
     STAT_COUNT
 };
 
