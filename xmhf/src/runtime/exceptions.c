@@ -106,22 +106,21 @@ uint64_t rdmsr_safe(struct pcpu *c, uint32_t msr, int *fault)
     return ((uint64_t)hi << 32) | lo;
 }
 
+/* WRMSR and XSETBV take the same operands (ECX index, EDX:EAX value): one body. */
+#define SAFE_WRITE(c, insn, idx, v) ({ \
+    (c)->fixup_vector = -1; \
+    __asm__ volatile("lea 1f(%%rip), %%r8\n\tmov %%r8, %0\n\t" insn "\n1:" \
+                     : "=m"((c)->fixup_rip) \
+                     : "c"(idx), "a"((uint32_t)(v)), "d"((uint32_t)((v) >> 32)) : "r8", "memory"); \
+    (c)->fixup_rip = 0; \
+    (c)->fixup_vector >= 0 ? -1 : 0; })
+
 int wrmsr_safe(struct pcpu *c, uint32_t msr, uint64_t v)
 {
-    c->fixup_vector = -1;
-    __asm__ volatile("lea 1f(%%rip), %%r8\n\tmov %%r8, %0\n\t"
-                     "wrmsr\n1:" : "=m"(c->fixup_rip)
-                     : "c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32)) : "r8", "memory");
-    c->fixup_rip = 0;
-    return c->fixup_vector >= 0 ? -1 : 0;
+    return SAFE_WRITE(c, "wrmsr", msr, v);
 }
 
 int xsetbv_safe(struct pcpu *c, uint32_t idx, uint64_t v)
 {
-    c->fixup_vector = -1;
-    __asm__ volatile("lea 1f(%%rip), %%r8\n\tmov %%r8, %0\n\t"
-                     "xsetbv\n1:" : "=m"(c->fixup_rip)
-                     : "c"(idx), "a"((uint32_t)v), "d"((uint32_t)(v >> 32)) : "r8", "memory");
-    c->fixup_rip = 0;
-    return c->fixup_vector >= 0 ? -1 : 0;
+    return SAFE_WRITE(c, "xsetbv", idx, v);
 }
