@@ -12,16 +12,7 @@
  * into three words of the copy (ap_tramp_seen_*, ap_tramp_entries; read via
  * AP_TRAMPOLINE + their offset), so that a case can see how an AP (re)started.
  */
-#define GUEST_PT_BASE   0x70000
-#define SEL_CODE32      0x08
-#define SEL_DATA        0x10
-#define SEL_CODE64      0x18
-#define CR0_PE          0x00000001
-#define CR0_NE          0x00000020
-#define CR0_PG          0x80000000
-#define CR4_PAE         0x00000020
-#define MSR_EFER        0xc0000080
-#define EFER_LME        0x00000100
+#include "longmode.inc"
 #define MSR_APIC_BASE   0x1b
 
     .text
@@ -59,19 +50,7 @@ ap_pm32:
     movw    %ax, %ss
     movw    %ax, %fs
     movw    %ax, %gs
-    movl    %cr4, %eax
-    orl     $CR4_PAE, %eax
-    movl    %eax, %cr4
-    movl    $GUEST_PT_BASE, %eax    /* the BSP's tables: identity 0..4 GiB */
-    movl    %eax, %cr3
-    movl    $MSR_EFER, %ecx
-    rdmsr
-    orl     $EFER_LME, %eax
-    wrmsr
-    movl    %cr0, %eax
-    orl     $(CR0_PG + CR0_NE + CR0_PE), %eax
-    movl    %eax, %cr0
-    ljmpl   $SEL_CODE64, $ap_lm64
+    ENTER_LONG_MODE ap_lm64
 
     .code64
 ap_lm64:

@@ -13,23 +13,14 @@
  * Everything the real-mode part touches lies below 0x10000 (checked by guest.ld), so
  * plain 16-bit offsets with segment 0 reach it.
  */
+#include "longmode.inc"
 
-#define GUEST_PT_BASE   0x70000
 #define GUEST_STACK_TOP 0x80000
 #define RM_STACK_TOP    0x7c00
-#define SEL_CODE32      0x08
-#define SEL_DATA        0x10
-#define SEL_CODE64      0x18
 #define SMAP            0x534d4150
 #define E820_MAX_SEEN   64
 #define E820_SLOT       24
 
-#define CR0_PE   0x00000001
-#define CR0_NE   0x00000020
-#define CR0_PG   0x80000000
-#define CR4_PAE  0x00000020
-#define MSR_EFER 0xc0000080
-#define EFER_LME 0x00000100
 
 #define PTE_P    0x001
 #define PTE_RW   0x002
@@ -222,19 +213,7 @@ pm32:
     cmpl    $2048, %ecx
     jb      1b
 
-    movl    %cr4, %eax
-    orl     $CR4_PAE, %eax
-    movl    %eax, %cr4
-    movl    $GUEST_PT_BASE, %eax
-    movl    %eax, %cr3
-    movl    $MSR_EFER, %ecx
-    rdmsr
-    orl     $EFER_LME, %eax
-    wrmsr
-    movl    %cr0, %eax
-    orl     $(CR0_PG + CR0_NE + CR0_PE), %eax
-    movl    %eax, %cr0
-    ljmpl   $SEL_CODE64, $lm64
+    ENTER_LONG_MODE lm64
 
 /* ---- 64-bit long mode ---- */
     .code64
