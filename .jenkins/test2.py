@@ -29,12 +29,15 @@ Python 3 standard library only.
 import argparse
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import tty
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -231,6 +234,103 @@ def bochs3_binary():
     return lines[-1].strip()
 
 
+def bochs_disk_line(args, work):
+    """The bochsrc line of the hard disk, private to this run.
+
+    Bochs opens a writable image only after creating <image>.lock beside it, refuses
+    ("image locked") an image whose lock exists, and keeps the lock when it is killed.
+    So a shared image (the cached Linux disk several runs boot at once) is never opened
+    writable: 'volatile' mode opens it read-only (no lock is made) and sends the guest's
+    writes to a redolog that Bochs creates with mkstemp from the journal path (in the
+    work directory) and unlinks at once. Only if a lock left by something else is already
+    there is the image copied into the work directory instead, where no one else looks.
+    """
+    path = os.path.abspath(args.qemu_image)
+    if os.path.exists(path + ".lock"):
+        private = os.path.join(work, "disk.img")
+        log("test2: %s.lock exists (left by another Bochs): booting a private copy, %s"
+            % (path, private))
+        subprocess.check_call(["cp", "--sparse=always", path, private])
+        path = private
+    journal = os.path.join(work, "disk-redolog")
+    return 'ata0-master: type=disk, mode=volatile, path="%s", journal="%s"' % (path, journal)
+
+
+def remove_own_locks(work):
+    """Removes Bochs' <image>.lock files in the work directory (only this run's images
+    live there); Bochs 3.0 leaves them behind when it is stopped by a signal."""
+    try:
+        names = os.listdir(work)
+    except OSError:
+        return
+    for name in names:
+        if name.endswith(".lock"):
+            try:
+                os.unlink(os.path.join(work, name))
+            except OSError:
+                pass
+
+
+class PtyDrain:
+    """Reads and discards what Debian's Bochs 2.7 draws on its 'term' display.
+
+    With its debugger built in, Bochs 2.7 opens /dev/ptmx itself, points curses at that
+    master end and only names the other end ("Bochs connected to screen /dev/pts/N") on
+    stderr. Nobody has the slave end open, so once about 4 KiB of screen output is queued
+    Bochs blocks in write() and the guest stops for good. This opens the named slave,
+    puts it in raw mode (no echo of the screen back into Bochs as keystrokes) and reads
+    it until Bochs closes the master.
+    """
+
+    RE_SCREEN = re.compile(r'Bochs connected to screen "([^"]+)"')
+
+    def __init__(self, out_path):
+        self.out_path = out_path
+        self.stop = threading.Event()
+        self.pts = None
+        self.bytes = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _find(self):
+        while not self.stop.is_set():
+            m = self.RE_SCREEN.search(read_text(self.out_path))
+            if m:
+                return m.group(1)
+            self.stop.wait(0.05)
+        return None
+
+    def _run(self):
+        pts = self._find()
+        if pts is None:
+            return
+        try:
+            fd = os.open(pts, os.O_RDWR | os.O_NOCTTY)
+        except OSError:
+            return
+        self.pts = pts
+        try:
+            tty.setraw(fd)
+        except Exception:
+            pass
+        try:
+            while not self.stop.is_set():
+                r, _, _ = select.select([fd], [], [], 0.2)
+                if r:
+                    data = os.read(fd, 65536)
+                    if not data:
+                        break
+                    self.bytes += len(data)
+        except OSError:
+            pass            # EIO: Bochs closed the master
+        finally:
+            os.close(fd)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(timeout=2)
+
+
 def bochsrc_text(args, work, iso, version3):
     serial = os.path.join(work, "serial.log")
     lines = [
@@ -246,7 +346,7 @@ def bochsrc_text(args, work, iso, version3):
         # The disk is the first BIOS hard disk, (hd0) for GRUB; the ISO goes to the
         # secondary channel and is still the boot device.
         lines += [
-            'ata0-master: type=disk, mode=flat, path="%s"' % os.path.abspath(args.qemu_image),
+            bochs_disk_line(args, work),
             'ata1-master: type=cdrom, path="%s", status=inserted' % iso,
         ]
     else:
@@ -535,6 +635,7 @@ def run(args):
         os.makedirs(work, exist_ok=True)
     else:
         work = tempfile.mkdtemp(prefix="xmhf-test2-")
+    remove_own_locks(work)
     for name in ("serial.log", "bochs.log", "qemu.log", "emulator.out"):
         try:
             os.unlink(os.path.join(work, name))
@@ -559,12 +660,15 @@ def run(args):
     banner_seen = False
     status = None
     proc = None
+    drain = None
     emu_out = open(os.path.join(work, "emulator.out"), "wb")
     t_emu = time.monotonic()
     try:
         proc = subprocess.Popen(argv, cwd=work, env=env, stdin=subprocess.DEVNULL,
                                 stdout=emu_out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
+        if args.emulator == "bochs-nomtf":
+            drain = PtyDrain(os.path.join(work, "emulator.out"))
         while True:
             exited = proc.poll() is not None
             for line in serial.poll(final=exited):
@@ -598,6 +702,13 @@ def run(args):
             time.sleep(0.1)
     finally:
         kill_group(proc)
+        if drain is not None:
+            drain.close()
+            if drain.pts:
+                log("test2: read %d bytes of Bochs' term display from %s (nobody else reads it)"
+                    % (drain.bytes, drain.pts))
+        if args.emulator.startswith("bochs"):
+            remove_own_locks(work)
         emu_out.close()
         progress.finish()
     emu_time = time.monotonic() - t_emu

@@ -79,6 +79,7 @@ for run in $RUNS; do
         rc=$?; hyp=0 ;;
     native-bochs)
         # Bochs 3.0 booting the disk itself (test2.py's settings, no ISO, no hypervisor).
+        # 'volatile': the shared cached disk is opened read-only, so no <disk>.lock.
         bochs=$(tools/build-bochs3.sh | tail -n 1)
         cat > "$dir/bochsrc" <<EOF
 display_library: nogui
@@ -88,7 +89,7 @@ megs: $MEM
 cpu: count=2, model=corei7_skylake_x, reset_on_triple_fault=0
 clock: sync=none, time0=local
 pci: enabled=1, chipset=i440fx
-ata0-master: type=disk, mode=flat, path="$(realpath "$disk")"
+ata0-master: type=disk, mode=volatile, path="$(realpath "$disk")", journal="$dir/disk-redolog"
 boot: disk
 com1: enabled=1, mode=file, dev="$dir/serial.log"
 log: "$dir/bochs.log"
