@@ -128,6 +128,11 @@ def parse_args(argv):
                    help="the guest's closing line; if it has groups named 'passed' and "
                         "'failed', passed > 0 and failed == 0 are required "
                         "(default: %(default)r)")
+    p.add_argument("--qemu-machine", metavar="SPEC",
+                   help="QEMU only: passed as -machine SPEC (e.g. q35)")
+    p.add_argument("--qemu-device", action="append", default=[], metavar="SPEC",
+                   help="QEMU only: passed as -device SPEC, before the machine's other "
+                        "devices, in the order given (repeatable; e.g. intel-iommu, edu)")
     p.add_argument("--verbose", action="store_true", help="echo every serial line as it arrives")
     args = p.parse_args(argv)
 
@@ -135,6 +140,8 @@ def parse_args(argv):
         raise SetupError("i386 is not supported yet")
     if args.smp < 1:
         raise SetupError("--smp must be at least 1")
+    if (args.qemu_machine or args.qemu_device) and not args.emulator.startswith("qemu"):
+        raise SetupError("--qemu-machine and --qemu-device need a QEMU --emulator")
     if args.memory < 16:
         raise SetupError("--memory must be at least 16 (MB)")
     if args.timeout <= 0:
@@ -416,7 +423,13 @@ def emulator_command(args, work, iso):
     else:
         accel = ["-accel", "tcg", "-cpu", "qemu64,+svm,+npt"]
     qlog = os.path.join(work, "qemu.log")
-    argv = [binary] + accel + [
+    argv = [binary] + accel
+    if args.qemu_machine:
+        argv += ["-machine", args.qemu_machine]
+    # An IOMMU device must be created before the PCI devices it translates.
+    for dev in args.qemu_device:
+        argv += ["-device", dev]
+    argv += [
         "-smp", str(args.smp), "-m", str(args.memory),
         "-cdrom", iso, "-boot", "d",
         "-display", "none", "-monitor", "none",
