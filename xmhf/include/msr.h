@@ -38,6 +38,7 @@
 #define   EFER_LME                 (1ull << 8)
 #define   EFER_LMA                 (1ull << 10)
 #define   EFER_NXE                 (1ull << 11)
+#define MSR_IA32_TSC_AUX           0xc0000103u
 #define MSR_FS_BASE                0xc0000100u
 #define MSR_GS_BASE                0xc0000101u
 

@@ -253,6 +253,14 @@ VMCB_SAVE(g_pat, 0x268); VMCB_SAVE(dbgctl, 0x270); VMCB_SAVE(lastexcp_to, 0x290)
 #define SVM_EXIT_INIT             0x063u
 #define SVM_EXIT_VINTR            0x064u
 #define SVM_EXIT_CR0_SEL_WRITE    0x065u
+#define SVM_EXIT_IDTR_READ        0x066u
+#define SVM_EXIT_GDTR_READ        0x067u
+#define SVM_EXIT_LDTR_READ        0x068u
+#define SVM_EXIT_TR_READ          0x069u
+#define SVM_EXIT_IDTR_WRITE       0x06au
+#define SVM_EXIT_GDTR_WRITE       0x06bu
+#define SVM_EXIT_LDTR_WRITE       0x06cu
+#define SVM_EXIT_TR_WRITE         0x06du
 #define SVM_EXIT_RDTSC            0x06eu
 #define SVM_EXIT_RDPMC            0x06fu
 #define SVM_EXIT_PUSHF            0x070u
@@ -285,12 +293,25 @@ VMCB_SAVE(g_pat, 0x268); VMCB_SAVE(dbgctl, 0x270); VMCB_SAVE(lastexcp_to, 0x290)
 #define SVM_EXIT_MWAIT            0x08bu
 #define SVM_EXIT_MWAIT_COND       0x08cu
 #define SVM_EXIT_XSETBV           0x08du
+#define SVM_EXIT_RDPRU            0x08eu
+#define SVM_EXIT_EFER_WRITE_TRAP  0x08fu
+#define SVM_EXIT_CR_WRITE_TRAP(n) (0x090u + (n))
+#define SVM_EXIT_INVLPGB          0x0a0u
+#define SVM_EXIT_INVLPGB_ILLEGAL  0x0a1u
+#define SVM_EXIT_INVPCID          0x0a2u
+#define SVM_EXIT_MCOMMIT          0x0a3u
+#define SVM_EXIT_TLBSYNC          0x0a4u
+#define SVM_EXIT_BUSLOCK          0x0a5u
+#define SVM_EXIT_IDLE_HLT         0x0a6u
 #define SVM_EXIT_NPF              0x400u
 #define SVM_EXIT_AVIC_INCOMPLETE_IPI 0x401u
 #define SVM_EXIT_AVIC_NOACCEL     0x402u
 #define SVM_EXIT_VMGEXIT          0x403u
 #define SVM_EXIT_CODE_COUNT       0x404u    /* table size: every code the handler knows */
 #define SVM_EXIT_INVALID          ((uint64_t)-1) /* VMRUN found an illegal guest state */
+#define SVM_EXIT_BUSY             ((uint64_t)-2) /* SEV-SNP: VMSA in use */
+#define SVM_EXIT_IDLE_REQUIRED    ((uint64_t)-3)
+#define SVM_EXIT_INVALID_PMC      ((uint64_t)-4)
 
 /* ---- 15.11 "MSR Intercepts": the MSR permission map -------------------------------- */
 /* 8 KiB; two bits per MSR (even bit: RDMSR, odd bit: WRMSR) in three 2 KiB vectors for

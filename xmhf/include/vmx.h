@@ -154,11 +154,38 @@ enum vmx_exit_reason {
     EXIT_EPT_VIOLATION = 48, EXIT_EPT_MISCONFIG = 49, EXIT_INVEPT = 50, EXIT_RDTSCP = 51,
     EXIT_PREEMPT_TIMER = 52, EXIT_INVVPID = 53, EXIT_WBINVD = 54, EXIT_XSETBV = 55,
     EXIT_APIC_WRITE = 56, EXIT_RDRAND = 57, EXIT_INVPCID = 58, EXIT_VMFUNC = 59,
-    EXIT_ENCLS = 60, EXIT_RDSEED = 61, EXIT_XSAVES = 63, EXIT_XRSTORS = 64,
-    EXIT_REASON_COUNT = 65
+    EXIT_ENCLS = 60, EXIT_RDSEED = 61, EXIT_PML_FULL = 62, EXIT_XSAVES = 63,
+    EXIT_XRSTORS = 64, EXIT_PCONFIG = 65, EXIT_SPP = 66, EXIT_UMWAIT = 67, EXIT_TPAUSE = 68,
+    EXIT_LOADIWKEY = 69, EXIT_ENCLV = 70, EXIT_ENQCMD_PASID = 72, EXIT_ENQCMDS_PASID = 73,
+    EXIT_BUS_LOCK = 74, EXIT_NOTIFY = 75, EXIT_SEAMCALL = 76, EXIT_TDCALL = 77,
+    EXIT_RDMSRLIST = 78, EXIT_WRMSRLIST = 79,
+    EXIT_REASON_COUNT = 80      /* table size; 35, 38, 42 and 71 are not assigned */
 };
 #define EXIT_REASON_ENTRY_FAIL (1u << 31)
 
+/* 27.2.1, table 27-3: control-register accesses (CR number 3:0, access type 5:4,
+ * register 11:8, LMSW source data 31:16); table 27-4: MOV DR (DR number 2:0, direction
+ * bit 4: 1 = MOV from DR, register 11:8); table 27-5: I/O (size - 1 in 2:0, bit 3 IN,
+ * bit 4 string, bit 5 REP, port 31:16). */
+#define CRQ_MOV_TO   0u
+#define CRQ_MOV_FROM 1u
+#define CRQ_CLTS     2u
+#define CRQ_LMSW     3u
+#define IOQ_IN       (1ull << 3)
+#define IOQ_STRING   (1ull << 4)
+#define IOQ_REP      (1ull << 5)
+/* 27.2.1 table 27-2: task switch (TSS selector 15:0, source 31:30). */
+#define TSQ_SRC_CALL  0u
+#define TSQ_SRC_IRET  1u
+#define TSQ_SRC_JMP   2u
+#define TSQ_SRC_GATE  3u
+/* 27.2.2 exit interruption information: bit 12 "NMI unblocking due to IRET". */
+#define INTR_INFO_NMI_UNBLOCK (1u << 12)
+#define INTR_TYPE_PRIV_SWEXC (5u << 8)
+#define INTR_TYPE_SWEXC   (6u << 8)
+#define INTR_TYPE_MASK    (7u << 8)
+/* A.6 Miscellaneous Data: activity states supported. */
+#define VMX_MISC_ACT_HLT  (1ull << 6)
 /* 27.2.1, table 27-7: exit qualification of EPT violations */
 #define EPTV_READ   (1ull << 0)
 #define EPTV_WRITE  (1ull << 1)

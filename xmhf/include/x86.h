@@ -8,6 +8,7 @@
 
 #define CR0_PE (1ul << 0)
 #define CR0_MP (1ul << 1)
+#define CR0_TS (1ul << 3)
 #define CR0_ET (1ul << 4)
 #define CR0_NE (1ul << 5)
 #define CR0_WP (1ul << 16)
@@ -18,6 +19,7 @@
 #define CR4_PGE  (1ul << 7)
 #define CR4_OSFXSR (1ul << 9)
 #define CR4_VMXE (1ul << 13)
+#define CR4_SMXE (1ul << 14)
 #define CR4_OSXSAVE (1ul << 18)
 #define RFLAGS_CF (1ul << 0)
 #define RFLAGS_FIXED (1ul << 1)
@@ -78,6 +80,8 @@ static inline void outb(uint16_t p, uint8_t v) { __asm__ volatile("outb %0, %1" 
 static inline void outw(uint16_t p, uint16_t v) { __asm__ volatile("outw %0, %1" :: "a"(v), "Nd"(p)); }
 static inline void outl(uint16_t p, uint32_t v) { __asm__ volatile("outl %0, %1" :: "a"(v), "Nd"(p)); }
 static inline uint8_t inb(uint16_t p) { uint8_t v; __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(p)); return v; }
+static inline uint16_t inw(uint16_t p) { uint16_t v; __asm__ volatile("inw %1, %0" : "=a"(v) : "Nd"(p)); return v; }
+static inline uint32_t inl(uint16_t p) { uint32_t v; __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(p)); return v; }
 static inline void cpu_pause(void) { __asm__ volatile("pause" ::: "memory"); }
 /* About one microsecond on PC hardware: the write to the POST port is a slow ISA cycle. */
 static inline void io_delay(void) { outb(0x80, 0); }

@@ -1,5 +1,7 @@
 /* A small vsnprintf for the hypervisor (init and runtime): %s %c %d %i %u %x %X %p %%
- * with flags '0' '-', width, and the l/ll/z length modifiers. No 64-bit division,
+ * with flags '0' '-' '#' (0x / 0X before a non-zero %x / %X, as C's printf), width, and
+ * the l/ll/z length modifiers. An unknown conversion prints as written and takes no
+ * argument, so a format must stay within this set (tests/unit/test_format.c). No 64-bit division,
  * so the 32-bit init links without libgcc. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -34,9 +36,9 @@ static uint64_t divmod10(uint64_t v, unsigned *rem)
 }
 
 static void put_num(struct out *o, uint64_t v, unsigned base, int upper, int neg,
-                    int width, char pad, int left)
+                    int width, char pad, int left, int alt)
 {
-    char tmp[24];
+    char tmp[26];
     int n = 0;
     const char *digits = upper ? "0123456789ABCDEF" : "0123456789abcdef";
     do {
@@ -49,9 +51,21 @@ static void put_num(struct out *o, uint64_t v, unsigned base, int upper, int neg
         }
         tmp[n++] = digits[d];
     } while (v);
+    /* The prefix counts in the width and goes before zero padding: "%#06x" of 0x1f is
+     * "0x001f". It is stored reversed like the digits. */
+    int prefix = alt && base == 16 && n && !(n == 1 && tmp[0] == '0');
     if (neg)
         tmp[n++] = '-';
+    if (prefix) {
+        tmp[n++] = upper ? 'X' : 'x';
+        tmp[n++] = '0';
+    }
     int fill = width > n ? width - n : 0;
+    if (!left && pad == '0' && prefix) {
+        put(o, '0');
+        put(o, upper ? 'X' : 'x');
+        n -= 2;
+    }
     if (!left && pad == '0' && neg) {
         put(o, '-');
         n--;
@@ -73,11 +87,13 @@ int vsnprintk(char *buf, size_t n, const char *fmt, va_list ap)
             continue;
         }
         fmt++;
-        int left = 0, width = 0, lng = 0;
+        int left = 0, width = 0, lng = 0, alt = 0;
         char pad = ' ';
-        for (; *fmt == '-' || *fmt == '0'; fmt++) {
+        for (; *fmt == '-' || *fmt == '0' || *fmt == '#'; fmt++) {
             if (*fmt == '-')
                 left = 1;
+            else if (*fmt == '#')
+                alt = 1;
             else
                 pad = '0';
         }
@@ -109,19 +125,19 @@ int vsnprintk(char *buf, size_t n, const char *fmt, va_list ap)
         case 'd':
         case 'i':
             s = lng >= 2 ? va_arg(ap, long long) : lng ? va_arg(ap, long) : va_arg(ap, int);
-            put_num(&o, s < 0 ? 0 - (uint64_t)s : (uint64_t)s, 10, 0, s < 0, width, pad, left);
+            put_num(&o, s < 0 ? 0 - (uint64_t)s : (uint64_t)s, 10, 0, s < 0, width, pad, left, 0);
             break;
         case 'u':
         case 'x':
         case 'X':
             u = lng >= 2 ? va_arg(ap, unsigned long long)
                 : lng ? va_arg(ap, unsigned long) : va_arg(ap, unsigned);
-            put_num(&o, u, *fmt == 'u' ? 10 : 16, *fmt == 'X', 0, width, pad, left);
+            put_num(&o, u, *fmt == 'u' ? 10 : 16, *fmt == 'X', 0, width, pad, left, alt);
             break;
         case 'p':
             put(&o, '0');
             put(&o, 'x');
-            put_num(&o, (uintptr_t)va_arg(ap, void *), 16, 0, 0, width, pad, left);
+            put_num(&o, (uintptr_t)va_arg(ap, void *), 16, 0, 0, width, pad, left, 0);
             break;
         case '%':
             put(&o, '%');

@@ -1,9 +1,10 @@
 /* The partition event handler: every #VMEXIT enters svm_exit_handler, which counts it
  * and dispatches through one table indexed by the exit code (AMD APM Vol. 2, appendix C
- * "SVM Intercept Exit Codes"). Each handler is small; an exit without a handler is
- * reported clearly and stops that CPU rather than guessing. Exception intercepts have
- * one slot per vector (SVM_EXIT_EXCP(v)), so the single-step #DB of the guest-SMP stage
- * is one more entry. */
+ * "SVM Intercept Exit Codes"). Every code has a defined outcome: a handler, the
+ * exception the processor would give, or, for an intercept this hypervisor never sets
+ * (and the codes no table holds), one log line and a reset of the guest. Nothing a
+ * guest does stops the hypervisor. Exception intercepts have one slot per vector
+ * (SVM_EXIT_EXCP(v)), so the single-step #DB of the guest-SMP stage is one more entry. */
 #include "apic.h"
 #include "msr.h"
 #include "svm-x86svm.h"
@@ -129,7 +130,9 @@ static void exit_invd(struct vcpu *v)
 
 /* #NPF (15.25.6): EXITINFO1 is a page-fault error code, EXITINFO2 the guest-physical
  * address. The APIC page begins a step; accesses to the hypervisor's region never
- * complete. */
+ * complete, nor do those above what the NPT can map (at or above MAXPHYADDR or 2^48):
+ * #GP(0) and a line. A fault on a present entry means the hypervisor's own table is
+ * wrong (nothing here maps less than RWX): the guest cannot go on. */
 static void exit_npf(struct vcpu *v)
 {
     struct vmcb *vm = vmcb_of(v);
@@ -142,10 +145,18 @@ static void exit_npf(struct vcpu *v)
         hypervisor_memory_violation(v, gpa, access);
         return;
     }
-    if ((err & SVM_NPF_P) || svm_npt_map_lazy(gpa) != 0)
-        panic("CPU %u: nested page fault at guest-physical %llx (error code %llx, rip %llx)",
-              v->cpu->idx, (unsigned long long)gpa, (unsigned long long)err,
-              (unsigned long long)vm->save.rip);
+    if (err & SVM_NPF_P) {
+        printk("xmhf: CPU %u: nested page fault on a present entry at guest-physical %llx "
+               "(error code %llx)\n", v->cpu->idx, (unsigned long long)gpa,
+               (unsigned long long)err);
+        guest_reset(v, "nested page fault on a present entry");
+    }
+    if (svm_npt_map_lazy(gpa) != 0) {
+        printk("xmhf: CPU %u: guest access to guest-physical %llx, beyond what the NPT maps "
+               "(rip %llx): #GP injected\n", v->cpu->idx, (unsigned long long)gpa,
+               (unsigned long long)vm->save.rip);
+        inject_gp0(v);
+    }
 }
 
 /* A shutdown condition (triple fault, 15.13 "Miscellaneous Intercepts"). */
@@ -154,39 +165,243 @@ static void exit_shutdown(struct vcpu *v)
     guest_reset(v, "triple fault (shutdown)");
 }
 
-/* An NMI exited the guest (NMI intercept). Nothing to do here: the NMI is still
- * pending and is taken by the host's handler when svm-entry.S opens GIF, which counts
- * it once; svm_nmi_prepare injects it when the guest can take it. */
-static void exit_nmi(struct vcpu *v)
+/* Exits that need nothing done: the guest resumes where it was.
+ *   NMI       still pending; the host's handler takes it when svm-entry.S opens GIF and
+ *             counts it once; svm_nmi_prepare injects it when the guest can take it;
+ *   INTR, SMI, INIT  physical events, still pending for the processor to take;
+ *   FERR_FREEZE, BUSLOCK  notifications for intercepts never set. */
+static void exit_resume(struct vcpu *v)
 {
     (void)v;
 }
 
-static const exit_handler_t exit_table[SVM_EXIT_CODE_COUNT] = {
-    [SVM_EXIT_NMI] = exit_nmi,
-    [SVM_EXIT_IRET] = svm_smpg_iret,
-    [SVM_EXIT_EXCP(EXC_UD)] = exit_excp_ud,
-    [SVM_EXIT_CPUID] = exit_cpuid,
-    [SVM_EXIT_INVD] = exit_invd,
-    [SVM_EXIT_MSR] = exit_msr,
-    [SVM_EXIT_SHUTDOWN] = exit_shutdown,
-    [SVM_EXIT_VMMCALL] = exit_vmmcall,
-    /* The guest sees no SVM: its SVM instructions are undefined opcodes to it. */
-    [SVM_EXIT_VMRUN] = inject_ud, [SVM_EXIT_VMLOAD] = inject_ud, [SVM_EXIT_VMSAVE] = inject_ud,
-    [SVM_EXIT_STGI] = inject_ud, [SVM_EXIT_CLGI] = inject_ud, [SVM_EXIT_SKINIT] = inject_ud,
-    [SVM_EXIT_INVLPGA] = inject_ud,
-    [SVM_EXIT_NPF] = exit_npf,
+/* A virtual-interrupt window nobody asked for: the intercept goes off again. */
+static void exit_vintr(struct vcpu *v)
+{
+    vmcb_of(v)->ctl.intercept1 &= ~SVM_INTERCEPT_VINTR;
+}
+
+/* An exception intercepted outside a step (only #UD is, then; any other is left over)
+ * goes back to the guest as it was raised: error code from EXITINFO1, #PF's address
+ * from EXITINFO2 (an intercepted #PF does not write CR2). #BP and #OF come from INT3
+ * and INTO, one byte each, and are traps: the guest resumes after them. */
+static void exit_reflect_exception(struct vcpu *v)
+{
+    struct vmcb *vm = vmcb_of(v);
+    unsigned vec = (unsigned)(vm->ctl.exitcode - SVM_EXIT_EXCP(0));
+    if (vec == EXC_PF)
+        svm_guest_set_cr2(v, vm->ctl.exitinfo2);
+    if (vec == EXC_BP || vec == EXC_OF)
+        vm->save.rip += 1;
+    arch_guest_inject_exception(v, vec, exc_has_errcode(vec), (uint32_t)vm->ctl.exitinfo1);
+}
+
+/* Instructions performed for the guest where their intercept is on (none of these is
+ * set by this hypervisor; the outcome is defined all the same). */
+static void exit_rdtsc(struct vcpu *v)
+{
+    uint64_t t = rdtsc() + vmcb_of(v)->ctl.tsc_offset;
+    v->regs->r[R_AX] = (uint32_t)t;
+    v->regs->r[R_DX] = t >> 32;
+    svm_skip_instruction(v, 2);                     /* 0f 31 */
+}
+
+static void exit_rdtscp(struct vcpu *v)
+{
+    uint64_t t = rdtsc() + vmcb_of(v)->ctl.tsc_offset;
+    v->regs->r[R_AX] = (uint32_t)t;
+    v->regs->r[R_DX] = t >> 32;
+    v->regs->r[R_CX] = (uint32_t)rdmsr(MSR_IA32_TSC_AUX);
+    svm_skip_instruction(v, 3);                     /* 0f 01 f9 */
+}
+
+static void exit_wbinvd(struct vcpu *v)
+{
+    __asm__ volatile("wbinvd" ::: "memory");
+    svm_skip_instruction(v, 2);                     /* 0f 09 */
+}
+
+/* PAUSE (f3 90: the f3 counts as a prefix), HLT (f4), MONITOR / MWAIT (0f 01 c8/c9,
+ * 0f 01 fa/fb): a hint, a wait that may end at any time, an address to watch. */
+static void exit_pause(struct vcpu *v) { svm_skip_instruction(v, 1); }
+static void exit_hlt(struct vcpu *v) { svm_skip_instruction(v, 1); }
+static void exit_skip3(struct vcpu *v) { svm_skip_instruction(v, 3); }
+
+/* XSETBV (0f 01 d1) at CPL > 0 or with a bad value is #GP(0), as the instruction. */
+static void exit_xsetbv(struct vcpu *v)
+{
+    uint64_t *r = v->regs->r;
+    uint64_t val = (r[R_DX] << 32) | (uint32_t)r[R_AX];
+    if (arch_guest_cpl(v) != 0 || xsetbv_safe(v->cpu, (uint32_t)r[R_CX], val) != 0)
+        inject_gp0(v);
+    else
+        svm_skip_instruction(v, 3);
+}
+
+/* IOIO (15.10.2 "IN and OUT Behavior"): EXITINFO1 bit 0 IN, bit 2 string, bit 3 REP,
+ * bits 6:4 the size (one-hot 8/16/32), bits 31:16 the port; EXITINFO2 the next RIP.
+ * A plain IN/OUT is performed on the physical port (the guest's anyway); string forms
+ * would need the guest's segments and paging: reset with a line naming the port. */
+static void exit_ioio(struct vcpu *v)
+{
+    struct vmcb *vm = vmcb_of(v);
+    uint64_t info = vm->ctl.exitinfo1;
+    uint16_t port = (uint16_t)(info >> 16);
+    unsigned size = (info & (1u << 4)) ? 1 : (info & (1u << 5)) ? 2 : (info & (1u << 6)) ? 4 : 0;
+    if ((info & 0xc) || !size) {
+        printk("xmhf: CPU %u: string I/O intercept on port %x (EXITINFO1 %llx)\n",
+               v->cpu->idx, port, (unsigned long long)info);
+        guest_reset(v, "string I/O instruction intercepted");
+    }
+    uint64_t *ax = &v->regs->r[R_AX];
+    if (info & 1) {
+        uint32_t val = size == 1 ? inb(port) : size == 2 ? inw(port) : inl(port);
+        *ax = size == 4 ? val : size == 2 ? (*ax & ~0xffffull) | val : (*ax & ~0xffull) | val;
+    } else if (size == 1) {
+        outb(port, (uint8_t)*ax);
+    } else if (size == 2) {
+        outw(port, (uint16_t)*ax);
+    } else {
+        outl(port, (uint32_t)*ax);
+    }
+    vm->save.rip = vm->ctl.exitinfo2;
+    vm->ctl.int_state &= ~SVM_INT_SHADOW;
+}
+
+struct exit_entry {
+    exit_handler_t fn;
+    const char *name;
 };
 
-static __noreturn void exit_unhandled(struct pcpu *c, struct vmcb *vm)
+/* Every code of APM Vol. 2 table C-1. An entry without a handler is an intercept this
+ * hypervisor never sets (CR/DR accesses, descriptor-table accesses, RDPMC, PUSHF/POPF
+ * and INTn outside a step, INVLPG, task switches: see below, SEV-ES traps, AVIC, ...):
+ * exit_unexpected resets the guest with one line naming it. Task switches are not
+ * intercepted: the processor performs them inside the guest (15.14.2 "Task Switches"),
+ * with every fault going to the guest's own handlers. */
+static const struct exit_entry exit_table[SVM_EXIT_CODE_COUNT] = {
+    [SVM_EXIT_CR_READ(0) ... SVM_EXIT_CR_READ(15)] = { NULL, "CR read" },
+    [SVM_EXIT_CR_WRITE(0) ... SVM_EXIT_CR_WRITE(15)] = { NULL, "CR write" },
+    [SVM_EXIT_DR_READ(0) ... SVM_EXIT_DR_READ(15)] = { NULL, "DR read" },
+    [SVM_EXIT_DR_WRITE(0) ... SVM_EXIT_DR_WRITE(15)] = { NULL, "DR write" },
+    [SVM_EXIT_EXCP(0) ... SVM_EXIT_EXCP(EXC_UD - 1)] = { exit_reflect_exception, "exception" },
+    [SVM_EXIT_EXCP(EXC_UD)] = { exit_excp_ud, "#UD" },
+    [SVM_EXIT_EXCP(EXC_UD + 1) ... SVM_EXIT_EXCP(31)] = { exit_reflect_exception, "exception" },
+    [SVM_EXIT_INTR] = { exit_resume, "INTR" },
+    [SVM_EXIT_NMI] = { exit_resume, "NMI" },
+    [SVM_EXIT_SMI] = { exit_resume, "SMI" },
+    [SVM_EXIT_INIT] = { exit_resume, "INIT" },
+    [SVM_EXIT_VINTR] = { exit_vintr, "VINTR" },
+    [SVM_EXIT_CR0_SEL_WRITE] = { NULL, "CR0 selective write" },
+    [SVM_EXIT_IDTR_READ] = { NULL, "IDTR read" },
+    [SVM_EXIT_GDTR_READ] = { NULL, "GDTR read" },
+    [SVM_EXIT_LDTR_READ] = { NULL, "LDTR read" },
+    [SVM_EXIT_TR_READ] = { NULL, "TR read" },
+    [SVM_EXIT_IDTR_WRITE] = { NULL, "IDTR write" },
+    [SVM_EXIT_GDTR_WRITE] = { NULL, "GDTR write" },
+    [SVM_EXIT_LDTR_WRITE] = { NULL, "LDTR write" },
+    [SVM_EXIT_TR_WRITE] = { NULL, "TR write" },
+    [SVM_EXIT_RDTSC] = { exit_rdtsc, "RDTSC" },
+    [SVM_EXIT_RDPMC] = { NULL, "RDPMC" },
+    [SVM_EXIT_PUSHF] = { NULL, "PUSHF" },
+    [SVM_EXIT_POPF] = { NULL, "POPF" },
+    [SVM_EXIT_CPUID] = { exit_cpuid, "CPUID" },
+    [SVM_EXIT_RSM] = { inject_ud, "RSM" },      /* outside SMM: #UD */
+    [SVM_EXIT_IRET] = { svm_smpg_iret, "IRET" },
+    [SVM_EXIT_SWINT] = { NULL, "INTn" },
+    [SVM_EXIT_INVD] = { exit_invd, "INVD" },
+    [SVM_EXIT_PAUSE] = { exit_pause, "PAUSE" },
+    [SVM_EXIT_HLT] = { exit_hlt, "HLT" },
+    [SVM_EXIT_INVLPG] = { NULL, "INVLPG" },
+    [SVM_EXIT_INVLPGA] = { inject_ud, "INVLPGA" },
+    [SVM_EXIT_IOIO] = { exit_ioio, "IOIO" },
+    [SVM_EXIT_MSR] = { exit_msr, "MSR" },
+    [SVM_EXIT_TASK_SWITCH] = { NULL, "task switch" },
+    [SVM_EXIT_FERR_FREEZE] = { exit_resume, "FERR freeze" },
+    [SVM_EXIT_SHUTDOWN] = { exit_shutdown, "shutdown" },
+    /* The guest sees no SVM: its SVM instructions are undefined opcodes to it. */
+    [SVM_EXIT_VMRUN] = { inject_ud, "VMRUN" },
+    [SVM_EXIT_VMMCALL] = { exit_vmmcall, "VMMCALL" },
+    [SVM_EXIT_VMLOAD] = { inject_ud, "VMLOAD" },
+    [SVM_EXIT_VMSAVE] = { inject_ud, "VMSAVE" },
+    [SVM_EXIT_STGI] = { inject_ud, "STGI" },
+    [SVM_EXIT_CLGI] = { inject_ud, "CLGI" },
+    [SVM_EXIT_SKINIT] = { inject_ud, "SKINIT" },
+    [SVM_EXIT_RDTSCP] = { exit_rdtscp, "RDTSCP" },
+    [SVM_EXIT_ICEBP] = { NULL, "ICEBP" },
+    [SVM_EXIT_WBINVD] = { exit_wbinvd, "WBINVD" },
+    [SVM_EXIT_MONITOR] = { exit_skip3, "MONITOR" },
+    [SVM_EXIT_MWAIT] = { exit_skip3, "MWAIT" },
+    [SVM_EXIT_MWAIT_COND] = { exit_skip3, "MWAIT (armed)" },
+    [SVM_EXIT_XSETBV] = { exit_xsetbv, "XSETBV" },
+    [SVM_EXIT_RDPRU] = { NULL, "RDPRU" },
+    [SVM_EXIT_EFER_WRITE_TRAP] = { NULL, "EFER write trap" },
+    [SVM_EXIT_CR_WRITE_TRAP(0) ... SVM_EXIT_CR_WRITE_TRAP(15)] = { NULL, "CR write trap" },
+    [SVM_EXIT_INVLPGB] = { NULL, "INVLPGB" },
+    [SVM_EXIT_INVLPGB_ILLEGAL] = { NULL, "illegal INVLPGB" },
+    [SVM_EXIT_INVPCID] = { NULL, "INVPCID" },
+    [SVM_EXIT_MCOMMIT] = { NULL, "MCOMMIT" },
+    [SVM_EXIT_TLBSYNC] = { NULL, "TLBSYNC" },
+    [SVM_EXIT_BUSLOCK] = { exit_resume, "bus lock" },
+    [SVM_EXIT_IDLE_HLT] = { NULL, "idle HLT" },
+    [SVM_EXIT_NPF] = { exit_npf, "nested page fault" },
+    [SVM_EXIT_AVIC_INCOMPLETE_IPI] = { NULL, "AVIC incomplete IPI" },
+    [SVM_EXIT_AVIC_NOACCEL] = { NULL, "AVIC no acceleration" },
+    [SVM_EXIT_VMGEXIT] = { NULL, "VMGEXIT" },
+};
+
+/* The default: an exit no intercept here asks for, or a code no table holds. The
+ * guest cannot be continued correctly and the hypervisor must not stop: one line with
+ * every value, then the guest's reset. */
+static void exit_unexpected(struct vcpu *v)
 {
+    struct vmcb *vm = vmcb_of(v);
     uint64_t code = vm->ctl.exitcode;
-    panic("CPU %u: unhandled #VMEXIT, exit code %#llx%s, exitinfo1 %llx exitinfo2 %llx, "
-          "guest rip %llx cr0 %llx efer %llx", c->idx, (unsigned long long)code,
-          code == SVM_EXIT_INVALID ? " (VMRUN: illegal guest state in the VMCB)" : "",
-          (unsigned long long)vm->ctl.exitinfo1, (unsigned long long)vm->ctl.exitinfo2,
-          (unsigned long long)vm->save.rip, (unsigned long long)vm->save.cr0,
-          (unsigned long long)vm->save.efer);
+    const char *name = code < SVM_EXIT_CODE_COUNT && exit_table[code].name ?
+                       exit_table[code].name : "unassigned";
+    printk("xmhf: CPU %u: unexpected #VMEXIT, exit code %#llx (%s), exitinfo1 %llx "
+           "exitinfo2 %llx, guest rip %llx cr0 %llx efer %llx\n", v->cpu->idx,
+           (unsigned long long)code, name, (unsigned long long)vm->ctl.exitinfo1,
+           (unsigned long long)vm->ctl.exitinfo2, (unsigned long long)vm->save.rip,
+           (unsigned long long)vm->save.cr0, (unsigned long long)vm->save.efer);
+    guest_reset(v, "caused an unexpected #VMEXIT");
+}
+
+/* Whether the guest's instruction at RIP is MOV to CR4 (0f 22 /4 after any prefixes). */
+static bool at_mov_to_cr4(struct vcpu *v)
+{
+    struct vmcb *vm = vmcb_of(v);
+    uint8_t b[15];
+    if (svm_guest_read_linear(v, svm_guest_cs_linear(v, vm->save.rip), b, sizeof(b)) != 0)
+        return false;
+    bool long64 = (vm->save.efer & EFER_LMA) && (vm->save.cs.attrib & (1u << 9));
+    unsigned n = 0;
+    while (n < 12 && (b[n] == 0x66 || b[n] == 0x67 || b[n] == 0x2e || b[n] == 0x36 ||
+                      b[n] == 0x3e || b[n] == 0x26 || b[n] == 0x64 || b[n] == 0x65 ||
+                      b[n] == 0xf0 || b[n] == 0xf2 || b[n] == 0xf3 ||
+                      (long64 && (b[n] & 0xf0) == 0x40)))
+        n++;
+    return n < 12 && b[n] == 0x0f && b[n + 1] == 0x22 && ((b[n + 2] >> 3) & 7) == 4;
+}
+
+/* VMRUN refused the guest state (exit code -1, 15.5.1 consistency checks). The state is
+ * the hypervisor's to keep valid, with one exception an emulator makes: QEMU's TCG
+ * reports a guest MOV to CR4 with a reserved bit set this way, where the processor
+ * raises #GP(0) in the guest (the guest's CR4 writes are not intercepted). That case
+ * gets the #GP; any other is reported and the guest reset. The other negative codes
+ * (SEV-SNP) cannot come from a guest without SEV. */
+static void exit_invalid(struct vcpu *v)
+{
+    struct vmcb *vm = vmcb_of(v);
+    if (vm->ctl.exitcode == SVM_EXIT_INVALID && at_mov_to_cr4(v)) {
+        inject_gp0(v);
+        return;
+    }
+    printk("xmhf: CPU %u: VMRUN failed (exit code %#llx), guest rip %llx cr0 %llx cr4 %llx "
+           "efer %llx\n", v->cpu->idx, (unsigned long long)vm->ctl.exitcode,
+           (unsigned long long)vm->save.rip, (unsigned long long)vm->save.cr0,
+           (unsigned long long)vm->save.cr4, (unsigned long long)vm->save.efer);
+    guest_reset(v, "state refused by VMRUN");
 }
 
 /* Exit statistics: the slots of struct pcpu are fewer than the exit codes, so they are
@@ -232,15 +447,16 @@ void svm_exit_handler(struct pcpu *c, struct gregs *g)
     vm->ctl.tlb_control = SVM_TLB_FLUSH_NOTHING;
     c->exits_total++;
     c->exits[stat_slot(code)]++;
-    if (code >= SVM_EXIT_CODE_COUNT)
-        exit_unhandled(c, vm);
     uint64_t info = vm->ctl.exitintinfo;
     /* A step in progress sees every exit first (its #DB, exceptions, NMIs). */
-    if (svm_of(c)->step == STEP_NONE || !svm_smpg_step_exit(&v, code)) {
-        if (!exit_table[code])
-            exit_unhandled(c, vm);
-        exit_table[code](&v);
-    }
+    if (svm_of(c)->step != STEP_NONE && code < SVM_EXIT_CODE_COUNT && svm_smpg_step_exit(&v, code))
+        ;
+    else if (code >= SVM_EXIT_INVALID_PMC)
+        exit_invalid(&v);
+    else if (code < SVM_EXIT_CODE_COUNT && exit_table[code].fn)
+        exit_table[code].fn(&v);
+    else
+        exit_unexpected(&v);
     reinject_interrupted_event(vm, info);
     vm->save.rax = g->r[R_AX];
 }

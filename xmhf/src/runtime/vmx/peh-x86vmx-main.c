@@ -1,7 +1,9 @@
 /* The partition event handler: every VM exit enters vmx_exit_handler, which counts it
  * and dispatches through one table indexed by the basic exit reason (SDM Vol. 3D
- * appendix C). Each handler is small; an exit without a handler is reported clearly and
- * stops that CPU rather than guessing. */
+ * appendix C). Every reason has a defined outcome: a handler (here or in
+ * emul-x86vmx.c), an exception the processor would give, or, for an exit no control of
+ * this hypervisor asks for, one log line and a reset of the guest. Nothing a guest does
+ * stops the hypervisor. */
 #include "apic.h"
 #include "msr.h"
 #include "vmx-x86vmx.h"
@@ -28,108 +30,6 @@ static void exit_vmcall(struct vcpu *v)
 {
     if (hypercall_instruction(v, !(vmreadN(VMCS_GUEST_CR0) & CR0_PE)))
         vmx_skip_instruction(v);
-}
-
-/* The guest's PDPTEs for PAE paging without IA-32e mode: loaded by the processor on its
- * own MOV to CR, but not when the hypervisor performs the write (SDM 26.3.1.6). */
-static void load_pdptes(uint64_t cr3)
-{
-    uint64_t pdpte[4] = { 0, 0, 0, 0 };
-    guest_phys_read(cr3 & 0xffffffe0ull, pdpte, sizeof(pdpte));
-    vmwrite64(VMCS_GUEST_PDPTE0, pdpte[0]);
-    vmwrite64(VMCS_GUEST_PDPTE1, pdpte[1]);
-    vmwrite64(VMCS_GUEST_PDPTE2, pdpte[2]);
-    vmwrite64(VMCS_GUEST_PDPTE3, pdpte[3]);
-}
-
-static void after_paging_change(struct vmx_cpu *x, uint64_t cr0, uint64_t cr4, uint64_t efer)
-{
-    if ((cr0 & CR0_PG) && (cr4 & CR4_PAE) && !(efer & EFER_LMA))
-        load_pdptes(vmreadN(VMCS_GUEST_CR3));
-    x->entry = (efer & EFER_LMA) ? x->entry | ENTRY_IA32E_GUEST : x->entry & ~ENTRY_IA32E_GUEST;
-    vmwrite32(VMCS_ENTRY_CTLS, x->entry);
-}
-
-/* MOV to CR0 that touches a bit VMX forces (NE): emulated with the checks the processor
- * makes (SDM Vol. 3A 2.5, Vol. 2B MOV to CR0 #GP conditions), including entering and
- * leaving IA-32e mode as the processor does on the guest's own write. */
-static bool guest_write_cr0(struct vcpu *v, uint64_t val)
-{
-    struct vmx_cpu *x = vmx_of(v->cpu);
-    uint64_t old = vmreadN(VMCS_GUEST_CR0), cr4 = vmreadN(VMCS_GUEST_CR4);
-    uint64_t efer = vmread64(VMCS_GUEST_EFER);
-    if ((val >> 32) || ((val & CR0_PG) && !(val & CR0_PE)) || ((val & CR0_NW) && !(val & CR0_CD)))
-        return false;
-    if ((val & CR0_PG) && !(old & CR0_PG) && (efer & EFER_LME)) {
-        if (!(cr4 & CR4_PAE))
-            return false;
-        efer |= EFER_LMA;
-    } else if (!(val & CR0_PG) && (old & CR0_PG) && (efer & EFER_LMA)) {
-        efer &= ~EFER_LMA;
-    }
-    uint64_t real = (val | x->cr0_guest_fixed0) & x->cr0_fixed1;
-    vmwriteN(VMCS_CR0_SHADOW, val);
-    vmwriteN(VMCS_GUEST_CR0, real);
-    vmwrite64(VMCS_GUEST_EFER, efer);
-    after_paging_change(x, real, cr4, efer);
-    return true;
-}
-
-/* MOV to CR4 that touches VMXE or a reserved bit: the guest sees no VMX (CPUID), so
- * setting VMXE is a reserved-bit #GP as on a processor without it. */
-static bool guest_write_cr4(struct vcpu *v, uint64_t val)
-{
-    struct vmx_cpu *x = vmx_of(v->cpu);
-    uint64_t efer = vmread64(VMCS_GUEST_EFER);
-    if ((val & CR4_VMXE) || (val & ~(x->cr4_fixed1 | x->cr4_fixed0)) ||
-        ((efer & EFER_LMA) && !(val & CR4_PAE)))
-        return false;
-    uint64_t real = (val | x->cr4_fixed0) & x->cr4_fixed1;
-    vmwriteN(VMCS_CR4_SHADOW, val);
-    vmwriteN(VMCS_GUEST_CR4, real);
-    after_paging_change(x, vmreadN(VMCS_GUEST_CR0), real, efer);
-    return true;
-}
-
-/* 27.2.1 table 27-3: exit qualification of control-register accesses. */
-/* CR3 accesses exit only where the processor cannot turn CR3-load/store exiting off (no
- * TRUE capability MSRs): performed as the instruction would. MOV to CR3 loads the PAE
- * PDPTEs itself on hardware, so here too. */
-static void guest_cr3_access(struct vcpu *v, unsigned type, unsigned reg, uint64_t val)
-{
-    if (type == 1) {
-        uint64_t cr3 = vmreadN(VMCS_GUEST_CR3);
-        if (reg == R_SP)
-            vmwriteN(VMCS_GUEST_RSP, cr3);
-        else
-            v->regs->r[reg] = cr3;
-    } else {
-        vmwriteN(VMCS_GUEST_CR3, val);
-        after_paging_change(vmx_of(v->cpu), vmreadN(VMCS_GUEST_CR0), vmreadN(VMCS_GUEST_CR4),
-                            vmread64(VMCS_GUEST_EFER));
-    }
-    vmx_skip_instruction(v);
-}
-
-static void exit_cr_access(struct vcpu *v)
-{
-    uint64_t q = vmreadN(VMCS_EXIT_QUALIFICATION);
-    unsigned cr = q & 15, type = (q >> 4) & 3, reg = (q >> 8) & 15;
-    uint64_t val = reg == R_SP ? vmreadN(VMCS_GUEST_RSP) : v->regs->r[reg];
-    bool mode64 = (vmread64(VMCS_GUEST_EFER) & EFER_LMA) && (vmread32(VMCS_GUEST_CS_AR) & AR_L);
-    if (!mode64)
-        val &= 0xffffffffull;   /* outside 64-bit mode only the low half is written */
-    if (cr == 3 && type <= 1) {
-        guest_cr3_access(v, type, reg, val);
-        return;
-    }
-    if (type != 0 || (cr != 0 && cr != 4))
-        panic("CPU %u: unexpected control-register exit, qualification %llx", v->cpu->idx,
-              (unsigned long long)q);
-    if (cr == 0 ? guest_write_cr0(v, val) : guest_write_cr4(v, val))
-        vmx_skip_instruction(v);
-    else
-        arch_guest_inject_exception(v, EXC_GP, true, 0);
 }
 
 /* Only MSRs outside the bitmap's ranges exit (24.6.9): performed on the guest's behalf,
@@ -185,35 +85,43 @@ static void exit_invd(struct vcpu *v)
     vmx_skip_instruction(v);
 }
 
-/* 27.2.1 table 27-7. Accesses to the hypervisor's region never complete. */
+/* 27.2.1 table 27-7. Accesses to the hypervisor's region never complete; nor do those
+ * above what the EPT can map (at or above MAXPHYADDR or 2^48): the guest gets #GP(0)
+ * and the log a line, as for the region (hypervisor_memory_violation). */
 static void exit_ept_violation(struct vcpu *v)
 {
     uint64_t q = vmreadN(VMCS_EXIT_QUALIFICATION);
     uint64_t gpa = vmread64(VMCS_GUEST_PHYS_ADDR);
     if (vmx_smpg_apic_trap(v, gpa, q))
         return;
-    if (gpa_in_hypervisor(gpa, 1)) {
-        /* "NMI unblocking due to IRET" (bit 12): the faulting IRET will run again, so NMI
-         * blocking is restored as it was before it (27.2.3). */
-        if ((q & (1ull << 12)) && !(vmread32(VMCS_IDT_VECTORING_INFO) & INTR_INFO_VALID))
-            vmwrite32(VMCS_GUEST_INTERRUPTIBILITY,
-                      vmread32(VMCS_GUEST_INTERRUPTIBILITY) | INTERRUPTIBILITY_NMI);
-        uint32_t access = ((q & EPTV_READ) ? APP_ACCESS_READ : 0) |
-                          ((q & EPTV_WRITE) ? APP_ACCESS_WRITE : 0) |
-                          ((q & EPTV_FETCH) ? APP_ACCESS_EXEC : 0);
-        hypervisor_memory_violation(v, gpa, access);
+    bool ours = gpa_in_hypervisor(gpa, 1);
+    if (!ours && vmx_ept_map_lazy(gpa) == 0)
+        return;
+    /* "NMI unblocking due to IRET" (bit 12): the faulting IRET will run again, so NMI
+     * blocking is restored as it was before it (27.2.3). */
+    if ((q & (1ull << 12)) && !(vmread32(VMCS_IDT_VECTORING_INFO) & INTR_INFO_VALID))
+        vmwrite32(VMCS_GUEST_INTERRUPTIBILITY,
+                  vmread32(VMCS_GUEST_INTERRUPTIBILITY) | INTERRUPTIBILITY_NMI);
+    if (!ours) {
+        printk("xmhf: CPU %u: guest access to guest-physical %llx, beyond what the EPT "
+               "maps (rip %llx): #GP injected\n", v->cpu->idx, (unsigned long long)gpa,
+               (unsigned long long)vmreadN(VMCS_GUEST_RIP));
+        arch_guest_inject_exception(v, EXC_GP, true, 0);
         return;
     }
-    if (vmx_ept_map_lazy(gpa) != 0)
-        panic("CPU %u: EPT violation at guest-physical %llx (qualification %llx, rip %llx)",
-              v->cpu->idx, (unsigned long long)gpa, (unsigned long long)q,
-              (unsigned long long)vmreadN(VMCS_GUEST_RIP));
+    uint32_t access = ((q & EPTV_READ) ? APP_ACCESS_READ : 0) |
+                      ((q & EPTV_WRITE) ? APP_ACCESS_WRITE : 0) |
+                      ((q & EPTV_FETCH) ? APP_ACCESS_EXEC : 0);
+    hypervisor_memory_violation(v, gpa, access);
 }
 
+/* An EPT entry the processor finds invalid: the hypervisor built it, so its state is
+ * no longer trustworthy for this guest. */
 static void exit_ept_misconfig(struct vcpu *v)
 {
-    panic("CPU %u: EPT misconfiguration at guest-physical %llx", v->cpu->idx,
-          (unsigned long long)vmread64(VMCS_GUEST_PHYS_ADDR));
+    printk("xmhf: CPU %u: EPT misconfiguration at guest-physical %llx\n", v->cpu->idx,
+           (unsigned long long)vmread64(VMCS_GUEST_PHYS_ADDR));
+    guest_reset(v, "EPT misconfiguration");
 }
 
 static void exit_triple_fault(struct vcpu *v)
@@ -235,53 +143,190 @@ static void exit_init(struct vcpu *v)
 /* An NMI exit (pin-based NMI exiting): the NMI is the guest's, owed to it. The exit
  * leaves physical NMIs blocked until the host executes IRET; an IRET to the next
  * instruction reopens them at once, so a second NMI is not held up until the next
- * exit. Any other exception exit outside a step is not expected. */
+ * exit. An exception exit outside a step goes back to the guest unchanged. */
 static void exit_exception_nmi(struct vcpu *v)
 {
     uint32_t info = vmread32(VMCS_EXIT_INTR_INFO);
-    if ((info & (7u << 8)) != INTR_TYPE_NMI)
-        panic("CPU %u: unexpected exception exit, vector %u, guest rip %llx", v->cpu->idx,
-              info & 0xff, (unsigned long long)vmreadN(VMCS_GUEST_RIP));
+    if ((info & INTR_TYPE_MASK) != INTR_TYPE_NMI) {
+        vmx_reflect_exception(v, info);
+        return;
+    }
     v->cpu->nmi_pending++;
     __asm__ volatile("mov %%rsp, %%rax\n\t"
                      "pushq $0x10\n\tpushq %%rax\n\tpushfq\n\tpushq $0x08\n\t"
                      "lea 1f(%%rip), %%rax\n\tpushq %%rax\n\tiretq\n1:" ::: "rax", "memory");
 }
 
-/* NMI-window exit: the guest can take an NMI now; vmx_nmi_prepare injects it. */
-static void exit_nmi_window(struct vcpu *v)
+/* Exits that need nothing done: the guest resumes where it was.
+ *   NMI window       vmx_nmi_prepare injects the owed NMI before the entry;
+ *   external intr.   only in a TF step (smpg-x86vmx.c); outside one the interrupt is
+ *                    still pending ("acknowledge on exit" is off) and the guest takes it;
+ *   SIPI             only in the wait-for-SIPI activity state, which no guest CPU is
+ *                    ever given (the hypervisor starts APs itself, smpguest.c);
+ *   I/O SMI, SMI     only under the dual-monitor SMM treatment, never activated;
+ *   TPR below threshold, virtualized EOI, APIC write, bus lock: trap-like, after the
+ *                    instruction completed, for controls never set;
+ *   preemption timer the timer is never activated. */
+static void exit_resume(struct vcpu *v)
 {
     (void)v;
 }
 
-static const exit_handler_t exit_table[EXIT_REASON_COUNT] = {
-    [EXIT_EXCEPTION_NMI] = exit_exception_nmi,
-    [EXIT_NMI_WINDOW] = exit_nmi_window,
-    [EXIT_TRIPLE_FAULT] = exit_triple_fault,
-    [EXIT_INIT] = exit_init,
-    [EXIT_CPUID] = exit_cpuid,
-    [EXIT_GETSEC] = inject_ud,
-    [EXIT_INVD] = exit_invd,
-    [EXIT_VMCALL] = exit_vmcall,
-    /* The guest sees no VMX: its VMX instructions are undefined opcodes to it. */
-    [EXIT_VMCLEAR] = inject_ud, [EXIT_VMLAUNCH] = inject_ud, [EXIT_VMPTRLD] = inject_ud,
-    [EXIT_VMPTRST] = inject_ud, [EXIT_VMREAD] = inject_ud, [EXIT_VMRESUME] = inject_ud,
-    [EXIT_VMWRITE] = inject_ud, [EXIT_VMXOFF] = inject_ud, [EXIT_VMXON] = inject_ud,
-    [EXIT_INVEPT] = inject_ud, [EXIT_INVVPID] = inject_ud, [EXIT_VMFUNC] = inject_ud,
-    [EXIT_CR_ACCESS] = exit_cr_access,
-    [EXIT_RDMSR] = exit_rdmsr,
-    [EXIT_WRMSR] = exit_wrmsr,
-    [EXIT_EPT_VIOLATION] = exit_ept_violation,
-    [EXIT_EPT_MISCONFIG] = exit_ept_misconfig,
-    [EXIT_XSETBV] = exit_xsetbv,
+/* Window or MTF exits whose control is on without a reason (no NMI owed, no step):
+ * the control goes off again, so the exit does not repeat. */
+static void exit_intr_window(struct vcpu *v)
+{
+    struct vmx_cpu *x = vmx_of(v->cpu);
+    x->proc &= ~PROC_INTR_WINDOW;
+    vmx_write_proc(x);
+}
+
+static void exit_mtf(struct vcpu *v)
+{
+    vmx_write_proc(vmx_of(v->cpu));     /* MTF only while x->stepping */
+}
+
+/* Instructions whose exit means "performed": the guest continues after them.
+ *   INVLPG    without VPIDs every VM entry flushes the guest's translations anyway;
+ *   PAUSE, MONITOR, MWAIT   a hint, an address to watch, and a wait that may end at
+ *             any time (SDM Vol. 2B MWAIT) - nothing the guest can rely on is lost. */
+static void exit_skip(struct vcpu *v)
+{
+    vmx_skip_instruction(v);
+}
+
+static void exit_wbinvd(struct vcpu *v)
+{
+    __asm__ volatile("wbinvd" ::: "memory");
+    vmx_skip_instruction(v);
+}
+
+/* Instruction-timeout (notify window) exit: bit 12 of the qualification says the VM
+ * context is no longer valid, and the guest cannot continue; otherwise it can. */
+static void exit_notify(struct vcpu *v)
+{
+    if (vmreadN(VMCS_EXIT_QUALIFICATION) & (1ull << 12))
+        guest_reset(v, "instruction timeout with an invalid VM context");
+}
+
+/* Task switches always exit in VMX non-root operation (25.1.2). */
+static void exit_task_switch(struct vcpu *v)
+{
+    guest_reset(v, "task switch (not emulated yet)");
+}
+
+/* VM-entry failures (26.7, 26.8, 26.9): the guest state the hypervisor left cannot be
+ * entered, so the guest cannot go on; the line names the reason. */
+static void exit_entry_failed(struct vcpu *v)
+{
+    printk("xmhf: CPU %u: VM entry failed, exit reason %x, qualification %llx\n",
+           v->cpu->idx, vmread32(VMCS_EXIT_REASON),
+           (unsigned long long)vmreadN(VMCS_EXIT_QUALIFICATION));
+    guest_reset(v, "VM-entry failure");
+}
+
+struct exit_entry {
+    exit_handler_t fn;
+    const char *name;
 };
 
-static __noreturn void exit_unhandled(struct pcpu *c, uint32_t reason)
+/* Every basic exit reason of SDM Vol. 3D appendix C. A reason whose entry has no
+ * handler can only come from a control this hypervisor never sets (PML, SPP, APIC
+ * virtualisation, descriptor-table exiting, XSS bitmap bits, RDPMC exiting, ...) or
+ * from an unassigned number: exit_unexpected resets the guest with one line naming it.
+ * Instructions the guest has no right to (VMX, SMX, SGX, PCONFIG, user wait, TDX) get
+ * #UD, which is what the processor gives where the feature is absent or not enabled. */
+static const struct exit_entry exit_table[EXIT_REASON_COUNT] = {
+    [EXIT_EXCEPTION_NMI] = { exit_exception_nmi, "exception or NMI" },
+    [EXIT_EXTINT] = { exit_resume, "external interrupt" },
+    [EXIT_TRIPLE_FAULT] = { exit_triple_fault, "triple fault" },
+    [EXIT_INIT] = { exit_init, "INIT signal" },
+    [EXIT_SIPI] = { exit_resume, "SIPI" },
+    [EXIT_IO_SMI] = { exit_resume, "I/O SMI" },
+    [EXIT_OTHER_SMI] = { exit_resume, "other SMI" },
+    [EXIT_INTR_WINDOW] = { exit_intr_window, "interrupt window" },
+    [EXIT_NMI_WINDOW] = { exit_resume, "NMI window" },
+    [EXIT_TASK_SWITCH] = { exit_task_switch, "task switch" },
+    [EXIT_CPUID] = { exit_cpuid, "CPUID" },
+    [EXIT_GETSEC] = { inject_ud, "GETSEC" },
+    [EXIT_HLT] = { vmx_exit_hlt, "HLT" },
+    [EXIT_INVD] = { exit_invd, "INVD" },
+    [EXIT_INVLPG] = { exit_skip, "INVLPG" },
+    [EXIT_RDPMC] = { NULL, "RDPMC" },
+    [EXIT_RDTSC] = { vmx_exit_rdtsc, "RDTSC" },
+    [EXIT_RSM] = { inject_ud, "RSM" },      /* outside SMM: #UD */
+    [EXIT_VMCALL] = { exit_vmcall, "VMCALL" },
+    [EXIT_VMCLEAR] = { inject_ud, "VMCLEAR" },
+    [EXIT_VMLAUNCH] = { inject_ud, "VMLAUNCH" },
+    [EXIT_VMPTRLD] = { inject_ud, "VMPTRLD" },
+    [EXIT_VMPTRST] = { inject_ud, "VMPTRST" },
+    [EXIT_VMREAD] = { inject_ud, "VMREAD" },
+    [EXIT_VMRESUME] = { inject_ud, "VMRESUME" },
+    [EXIT_VMWRITE] = { inject_ud, "VMWRITE" },
+    [EXIT_VMXOFF] = { inject_ud, "VMXOFF" },
+    [EXIT_VMXON] = { inject_ud, "VMXON" },
+    [EXIT_CR_ACCESS] = { vmx_exit_cr_access, "control-register access" },
+    [EXIT_DR_ACCESS] = { vmx_exit_dr_access, "MOV DR" },
+    [EXIT_IO] = { vmx_exit_io, "I/O instruction" },
+    [EXIT_RDMSR] = { exit_rdmsr, "RDMSR" },
+    [EXIT_WRMSR] = { exit_wrmsr, "WRMSR" },
+    [EXIT_ENTRY_BAD_GUEST] = { exit_entry_failed, "VM-entry failure (invalid guest state)" },
+    [EXIT_ENTRY_BAD_MSR] = { exit_entry_failed, "VM-entry failure (MSR loading)" },
+    [EXIT_MWAIT] = { exit_skip, "MWAIT" },
+    [EXIT_MTF] = { exit_mtf, "monitor trap flag" },
+    [EXIT_MONITOR] = { exit_skip, "MONITOR" },
+    [EXIT_PAUSE] = { exit_skip, "PAUSE" },
+    [EXIT_ENTRY_MCE] = { exit_entry_failed, "VM-entry failure (machine-check event)" },
+    [EXIT_TPR] = { exit_resume, "TPR below threshold" },
+    [EXIT_APIC_ACCESS] = { NULL, "APIC access" },
+    [EXIT_EOI] = { exit_resume, "virtualized EOI" },
+    [EXIT_GDTR_IDTR] = { NULL, "GDTR/IDTR access" },
+    [EXIT_LDTR_TR] = { NULL, "LDTR/TR access" },
+    [EXIT_EPT_VIOLATION] = { exit_ept_violation, "EPT violation" },
+    [EXIT_EPT_MISCONFIG] = { exit_ept_misconfig, "EPT misconfiguration" },
+    [EXIT_INVEPT] = { inject_ud, "INVEPT" },
+    [EXIT_RDTSCP] = { vmx_exit_rdtscp, "RDTSCP" },
+    [EXIT_PREEMPT_TIMER] = { exit_resume, "VMX-preemption timer" },
+    [EXIT_INVVPID] = { inject_ud, "INVVPID" },
+    [EXIT_WBINVD] = { exit_wbinvd, "WBINVD" },
+    [EXIT_XSETBV] = { exit_xsetbv, "XSETBV" },
+    [EXIT_APIC_WRITE] = { exit_resume, "APIC write" },
+    [EXIT_RDRAND] = { vmx_exit_rdrand, "RDRAND" },
+    [EXIT_INVPCID] = { vmx_exit_invpcid, "INVPCID" },
+    [EXIT_VMFUNC] = { inject_ud, "VMFUNC" },
+    [EXIT_ENCLS] = { inject_ud, "ENCLS" },
+    [EXIT_RDSEED] = { vmx_exit_rdrand, "RDSEED" },
+    [EXIT_PML_FULL] = { NULL, "page-modification log full" },
+    [EXIT_XSAVES] = { NULL, "XSAVES" },
+    [EXIT_XRSTORS] = { NULL, "XRSTORS" },
+    [EXIT_PCONFIG] = { inject_ud, "PCONFIG" },
+    [EXIT_SPP] = { NULL, "SPP-related event" },
+    [EXIT_UMWAIT] = { inject_ud, "UMWAIT" },
+    [EXIT_TPAUSE] = { inject_ud, "TPAUSE" },
+    [EXIT_LOADIWKEY] = { NULL, "LOADIWKEY" },
+    [EXIT_ENCLV] = { inject_ud, "ENCLV" },
+    [EXIT_ENQCMD_PASID] = { NULL, "ENQCMD PASID translation failure" },
+    [EXIT_ENQCMDS_PASID] = { NULL, "ENQCMDS PASID translation failure" },
+    [EXIT_BUS_LOCK] = { exit_resume, "bus lock" },
+    [EXIT_NOTIFY] = { exit_notify, "instruction timeout" },
+    [EXIT_SEAMCALL] = { inject_ud, "SEAMCALL" },
+    [EXIT_TDCALL] = { inject_ud, "TDCALL" },
+    [EXIT_RDMSRLIST] = { NULL, "RDMSRLIST" },
+    [EXIT_WRMSRLIST] = { NULL, "WRMSRLIST" },
+};
+
+/* The default: an exit no control here asks for. Its guest cannot be continued
+ * correctly, and the hypervisor must not stop: one line, then the guest's reset. */
+static void exit_unexpected(struct vcpu *v, uint32_t reason)
 {
-    panic("CPU %u: unhandled VM exit, reason %u%s, qualification %llx, guest rip %llx cr0 %llx",
-          c->idx, reason & 0xffff, (reason & EXIT_REASON_ENTRY_FAIL) ? " (VM entry failed)" : "",
-          (unsigned long long)vmreadN(VMCS_EXIT_QUALIFICATION),
-          (unsigned long long)vmreadN(VMCS_GUEST_RIP), (unsigned long long)vmreadN(VMCS_GUEST_CR0));
+    uint32_t basic = reason & 0xffff;
+    const char *name = basic < EXIT_REASON_COUNT && exit_table[basic].name ?
+                       exit_table[basic].name : "unassigned";
+    printk("xmhf: CPU %u: unexpected VM exit %u (%s), qualification %llx, guest rip %llx "
+           "cr0 %llx\n", v->cpu->idx, basic, name,
+           (unsigned long long)vmreadN(VMCS_EXIT_QUALIFICATION),
+           (unsigned long long)vmreadN(VMCS_GUEST_RIP), (unsigned long long)vmreadN(VMCS_GUEST_CR0));
+    guest_reset(v, "caused an unexpected VM exit");
 }
 
 void vmx_exit_handler(struct pcpu *c, struct gregs *g)
@@ -292,16 +337,16 @@ void vmx_exit_handler(struct pcpu *c, struct gregs *g)
     c->exits_total++;
     c->exits[basic < EXIT_STAT_SLOTS ? basic : EXIT_STAT_SLOTS - 1]++;
     if (reason & EXIT_REASON_ENTRY_FAIL)
-        exit_unhandled(c, reason);
+        exit_entry_failed(&v);
     /* An exit in the middle of delivering an event (27.2.4): unless the handler injects
      * something of its own, the event is delivered again on entry. */
     uint32_t vec = vmread32(VMCS_IDT_VECTORING_INFO);
     if (vmx_of(c)->stepping && vmx_smpg_step_exit(&v, basic))
         ;   /* the step's own exits: MTF, #DB, exceptions, interrupts */
-    else if (basic < EXIT_REASON_COUNT && exit_table[basic])
-        exit_table[basic](&v);
+    else if (basic < EXIT_REASON_COUNT && exit_table[basic].fn)
+        exit_table[basic].fn(&v);
     else
-        exit_unhandled(c, reason);
+        exit_unexpected(&v, reason);
     if ((vec & INTR_INFO_VALID) && !event_pending()) {
         vmwrite32(VMCS_ENTRY_INTR_INFO, vec & ~(1u << 12));
         if (vec & INTR_INFO_ERRCODE)

@@ -2,6 +2,7 @@
 #ifndef XMHF_VMX_X86VMX_H
 #define XMHF_VMX_X86VMX_H
 #include "apicstep.h"
+#include "msr.h"
 #include "ptpath.h"
 #include "vmx.h"
 #include "xmhf.h"
@@ -43,6 +44,36 @@ void vmx_write_proc(struct vmx_cpu *x);
 bool vmx_event_pending(void);
 
 void vmx_skip_instruction(struct vcpu *v);
+
+/* The guest's general-purpose register n as the exit qualifications number them; RSP
+ * lives in the VMCS. */
+static inline uint64_t vmx_gpr(struct vcpu *v, unsigned n)
+{
+    return n == R_SP ? vmreadN(VMCS_GUEST_RSP) : v->regs->r[n];
+}
+static inline void vmx_set_gpr(struct vcpu *v, unsigned n, uint64_t val)
+{
+    if (n == R_SP)
+        vmwriteN(VMCS_GUEST_RSP, val);
+    else
+        v->regs->r[n] = val;
+}
+/* 64-bit mode: IA-32e mode and a 64-bit code segment. */
+static inline bool vmx_guest_64bit(void)
+{
+    return (vmread64(VMCS_GUEST_EFER) & EFER_LMA) && (vmread32(VMCS_GUEST_CS_AR) & AR_L);
+}
+
+/* emul-x86vmx.c: instructions and events performed on the guest's behalf. */
+void vmx_exit_cr_access(struct vcpu *v);
+void vmx_exit_dr_access(struct vcpu *v);
+void vmx_exit_io(struct vcpu *v);
+void vmx_exit_rdtsc(struct vcpu *v);
+void vmx_exit_rdtscp(struct vcpu *v);
+void vmx_exit_rdrand(struct vcpu *v);
+void vmx_exit_hlt(struct vcpu *v);
+void vmx_exit_invpcid(struct vcpu *v);
+void vmx_reflect_exception(struct vcpu *v, uint32_t info);
 void vmx_exit_handler(struct pcpu *c, struct gregs *g);
 __noreturn void vmx_resume_failed(struct pcpu *c);
 void vmx_launch(struct gregs *g);
