@@ -60,19 +60,22 @@ static inline void pt_path_build(struct pt_path *p, const uint64_t *root, uint64
     }
 }
 
-/* After the shared map changed off the path (entries only ever added, say a lazy MMIO
- * mapping), the private copies take the new entries; the path's own entries stay. */
+/* After the shared map changed off the path (entries added, say a lazy MMIO mapping,
+ * or memory types rewritten), the private copies take the new entries at every level,
+ * the leaf table included (the page's neighbours live there); the path's own entries
+ * stay. */
 static inline void pt_path_sync(struct pt_path *p, const uint64_t *root,
                                 const struct pt_alloc *a)
 {
     const uint64_t *shared = root;
-    for (int l = 0; l + 1 < PT_PATH_LEVELS; l++) {
+    for (int l = 0; l < PT_PATH_LEVELS; l++) {
         unsigned keep = PT_PATH_IDX(p->in, l);
         for (unsigned e = 0; e < PT_ENTRIES; e++) {
             if (e != keep)
                 p->t[l][e] = shared[e];
         }
-        shared = a->phys_to_virt(a->ctx, shared[keep] & PT_ADDR_MASK);
+        if (l + 1 < PT_PATH_LEVELS)
+            shared = a->phys_to_virt(a->ctx, shared[keep] & PT_ADDR_MASK);
     }
 }
 
