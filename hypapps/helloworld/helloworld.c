@@ -1,9 +1,10 @@
-/* helloworld: the smallest useful hypapp. It shows each callback of xmhf-hypapp.h and
- * answers one hypercall:
+/* helloworld: the smallest useful hypapp. It shows the callbacks every hypapp starts
+ * from (xmhf-hypapp.h; the other hypapps show the rest) and answers one hypercall, at
+ * any privilege level:
  *   HELLO (RAX = 1): RAX = 0, RBX = 0x46484d58 ("XMHF" in memory order),
  *                    RCX = RCX + 1, RDX = HELLO calls so far, all CPUs, this one included.
- * Every other function below the runtime's range is left to the runtime (APP_CHAIN),
- * which answers XMHF_HC_UNKNOWN. */
+ * Every other function below the runtime's range is left to the runtime (APP_CHAIN):
+ * XMHF_HC_UNKNOWN at CPL 0, #UD from user code. */
 #include "xmhf-hypapp.h"
 
 #define HELLO_HC       0x1ull
@@ -19,9 +20,16 @@ int xmhf_app_main(const struct app_bootparams *bp)
     return 0;
 }
 
-int xmhf_app_hypercall(struct vcpu *v, uint64_t function)
+void xmhf_app_cpu_start(struct vcpu *v)
+{
+    printk("helloworld: CPU %u starts its guest at %llx\n", v->cpu->idx,
+           (unsigned long long)arch_guest_rip(v));
+}
+
+int xmhf_app_hypercall(struct vcpu *v, uint64_t function, unsigned cpl)
 {
     uint64_t *r = v->regs->r;
+    (void)cpl;      /* HELLO harms nobody: answered to user code as well */
     if (function != HELLO_HC)
         return APP_CHAIN;
     r[R_AX] = 0;

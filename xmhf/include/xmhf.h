@@ -88,6 +88,10 @@ struct pcpu {
     uint64_t arch_page_pa[4];
     uint64_t exits[EXIT_STAT_SLOTS];
     uint64_t exits_total;
+    /* Nested-paging TLB flushes for hypapps (guestmem.c): the newest request this CPU
+     * has flushed for, and an NMI sent to make it exit that is not the guest's. */
+    volatile uint64_t tlb_gen_done;
+    volatile uint32_t flush_kicks;
 };
 
 /* Per-CPU state, allocated by the BSP once it knows the processor count. */
@@ -213,5 +217,22 @@ bool hypercall_instruction(struct vcpu *v, bool real_mode);
 void hypervisor_memory_violation(struct vcpu *v, uint64_t gpa, uint32_t access);
 /* Guest triple fault or reset: hypapp shutdown callback, then a system reset. */
 __noreturn void guest_reset(struct vcpu *v, const char *why);
+
+/* Guest-page protection for hypapps (guestmem.c). Each exit handler ends with
+ * guestmem_tlb_sync; an NMI handler first asks nmi_kick_taken whether the NMI was the
+ * hypervisor's own request to exit (then it is not the guest's). */
+void guestmem_tlb_sync(struct pcpu *c);
+bool nmi_kick_taken(struct pcpu *c);
+/* Implemented by the architecture half: the shared nested page table's entry of one
+ * 4 KiB page (APP_PROT_* of xmhf-hypapp.h; 0 = not mapped), the change mirrored into
+ * every CPU's private APIC path; and this CPU's nested-paging TLB flush (now, or at
+ * its next VM entry). */
+int arch_guestmem_setprot(uint64_t page, uint32_t prot);
+uint32_t arch_guestmem_getprot(uint64_t page);
+void arch_tlb_flush_local(struct pcpu *c);
+/* The hypapp's MSRs: an intercept bit in the MSR bitmap / MSRPM (access: 1 read, 2
+ * write; -1 when msr is outside its ranges), and whether msr is inside them. */
+int arch_msr_intercept(uint32_t msr, uint32_t access);
+bool arch_msr_in_bitmap(uint32_t msr);
 
 #endif

@@ -68,8 +68,9 @@ void exception_dispatch(struct exc_frame *f)
         return;
     struct pcpu *c = this_pcpu();
     if (f->vector == EXC_NMI) {
-        /* Owed to the guest: the exit path turns it into an injected NMI. */
-        if (c)
+        /* Owed to the guest (the exit path turns it into an injected NMI), unless it is
+         * another CPU's request to flush (guestmem.c). */
+        if (c && !nmi_kick_taken(c))
             __atomic_add_fetch(&c->nmi_host, 1, __ATOMIC_SEQ_CST);
         if (f->rip >= (uint64_t)(uintptr_t)entry_nmi_window_start &&
             f->rip < (uint64_t)(uintptr_t)entry_nmi_window_end)

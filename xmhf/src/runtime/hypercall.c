@@ -1,18 +1,24 @@
 /* Guest requests and guest misbehaviour that the common code decides on: hypercalls
  * (hypapp first, then the runtime's own), accesses to the hypervisor's memory, reset. */
-#include "xmhf-hypapp.h"
+#include "hypapp-dispatch.h"
 #include "xmhf.h"
 
+/* The hypapp's functions answer at any privilege level, as it decides; the runtime's
+ * answer CPL 0 only (RUNTIME_INFO names the hypervisor's region, which user code has
+ * no business knowing), and anything unanswered at CPL > 0 is #UD, as on a processor
+ * without the instruction. */
 void hypercall_dispatch(struct vcpu *v)
 {
     uint64_t *r = v->regs->r;
     uint64_t fn = r[R_AX];
-    if (arch_guest_cpl(v) != 0) {
+    unsigned cpl = arch_guest_cpl(v);
+    if (fn < XMHF_HC_RUNTIME_BASE && hypapp_cb.hypercall &&
+        hypapp_cb.hypercall(v, fn, cpl) == APP_HANDLED)
+        return;
+    if (cpl != 0) {
         arch_guest_inject_exception(v, EXC_UD, false, 0);
         return;
     }
-    if (fn < XMHF_HC_RUNTIME_BASE && xmhf_app_hypercall(v, fn) == APP_HANDLED)
-        return;
     switch (fn) {
     case XMHF_HC_RUNTIME_INFO:
         r[R_AX] = 0;
@@ -55,8 +61,9 @@ bool hypercall_instruction(struct vcpu *v, bool real_mode)
 
 void hypervisor_memory_violation(struct vcpu *v, uint64_t gpa, uint32_t access)
 {
-    if (xmhf_app_hypmem_violation(v, gpa, access) == APP_HANDLED)
-        return;
+    if (hypapp_cb.hypmem_violation && hypapp_cb.hypmem_violation(v, gpa, access) == APP_HANDLED &&
+        arch_guest_event_pending(v))
+        return;     /* the hypapp's own exception; nothing was accessed either way */
     printk("xmhf: CPU %u: guest %s of hypervisor memory at %llx (rip %llx): #GP injected\n",
            v->cpu->idx, (access & APP_ACCESS_WRITE) ? "write" :
            (access & APP_ACCESS_EXEC) ? "fetch" : "read", (unsigned long long)gpa,
@@ -75,7 +82,8 @@ __noreturn void guest_reset(struct vcpu *v, const char *why)
 {
     printk("xmhf: CPU %u: guest %s at rip %llx: resetting the system\n", v->cpu->idx, why,
            (unsigned long long)arch_guest_rip(v));
-    xmhf_app_shutdown(v);
+    if (hypapp_cb.shutdown)
+        hypapp_cb.shutdown(v);
     outb(0xcf9, 0x02);
     outb(0xcf9, 0x06);
     for (unsigned i = 0; i < 100000u && (inb(0x64) & 0x02); i++)

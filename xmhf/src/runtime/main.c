@@ -1,6 +1,6 @@
 /* The runtime's start: per-CPU state, every processor into VMX/SVM, the guest's
  * memory map and nested page tables, the hypapp, then the guest on the BSP. */
-#include "xmhf-hypapp.h"
+#include "hypapp-dispatch.h"
 #include "xmhf.h"
 
 struct pcpu *g_pcpu[MAX_CPUS];
@@ -67,7 +67,7 @@ __noreturn void runtime_main(uint64_t bp_phys)
         .region_base = g_bp->region_base, .region_size = g_bp->region_size,
         .ncpus = g_ncpus, .boot_drive = g_bp->opts.boot_drive, .cmdline = g_bp->cmdline,
     };
-    if (xmhf_app_main(&abp) != 0)
+    if (hypapp_boot(&abp) != 0)
         panic("the hypapp's init failed: not starting the guest unprotected");
     uint64_t now = rdtsc();
     printk("xmhf: heap %llu KiB free; starting the guest at 0000:7c00 with DL=%02x\n",

@@ -6,6 +6,8 @@
 #include "apic.h"
 #include "npt.h"
 #include "svm-x86svm.h"
+#include "msr.h"
+#include "xmhf-hypapp.h"
 
 static uint64_t *npt_root;
 static uint64_t npt_root_pa;
@@ -148,4 +150,79 @@ void svm_npt_retarget(struct pcpu *c, uint64_t apic_gpa)
 void svm_npt_apic_entry(struct svm_cpu *s, uint64_t hpa)
 {
     *pt_path_leaf(&s->npt) = hpa ? (hpa | PROT_UC) : 0;
+}
+
+/* ---- guest-page protection for hypapps (guestmem.c) ----
+ * A present leaf is readable; R/W and NX decide the rest. The runtime's own mappings
+ * are writable and executable, so anything less is a hypapp's protection. NX needs the
+ * host's EFER.NXE (svm-x86svm.c sets it where the processor has it). */
+
+static uint32_t npt_app_prot(uint64_t e)
+{
+    if (!(e & NPT_P))
+        return 0;
+    return APP_PROT_READ | ((e & NPT_RW) ? APP_PROT_WRITE : 0) |
+           ((e & NPT_NX) ? 0 : APP_PROT_EXEC);
+}
+
+uint32_t arch_guestmem_getprot(uint64_t page)
+{
+    if (page >= phys_bits_limit)
+        return 0;
+    spin_lock(&npt_lock);
+    uint64_t *leaf = npt_lookup(npt_root, page, NULL, &npt_heap);
+    uint32_t prot = leaf ? npt_app_prot(*leaf) : 0;
+    spin_unlock(&npt_lock);
+    return prot;
+}
+
+/* A private leaf table that covers `page` takes the shared entry, except where its CPU
+ * traps its APIC (that entry belongs to the step). Caller holds npt_lock. */
+static void mirror_leaf(uint64_t page, uint64_t entry)
+{
+    for (uint32_t i = 0; i < g_ncpus; i++) {
+        struct svm_cpu *s = g_pcpu[i]->arch_page[2];
+        if (!s || !s->npt.t[0] || !s->npt.in || (s->npt.in >> 21) != (page >> 21) ||
+            (s->apic_gpa && s->apic_gpa == page))
+            continue;
+        s->npt.t[PT_PATH_LEVELS - 1][PT_PATH_IDX(page, PT_PATH_LEVELS - 1)] = entry;
+    }
+}
+
+int arch_guestmem_setprot(uint64_t page, uint32_t prot)
+{
+    if (page >= phys_bits_limit)
+        return XMHF_EINVAL;
+    if (!(prot & APP_PROT_EXEC) && !(rdmsr(MSR_IA32_EFER) & EFER_NXE))
+        return XMHF_EINVAL;     /* no NX on this processor: execution cannot be refused */
+    spin_lock(&npt_lock);
+    uint64_t size;
+    uint64_t *leaf = npt_lookup(npt_root, page, &size, &npt_heap);
+    if (!leaf && npt_map(npt_root, page & ~0x1fffffull, page & ~0x1fffffull, 0x200000ull,
+                         PROT_UC, &npt_heap) != 0)
+        panic("NPT: out of table pages");   /* MMIO not touched yet: mapped as a touch would */
+    leaf = npt_lookup(npt_root, page, &size, &npt_heap);
+    if (size != 0x1000) {
+        /* A 4 KiB leaf of its own, with the attributes of the large one it was in. */
+        npt_prot_t old = *leaf & (NPT_RWX | NPT_PWT | NPT_PCD | NPT_NX);
+        if (npt_map(npt_root, page, page, 0x1000, old, &npt_heap) != 0)
+            panic("NPT: out of table pages");
+        leaf = npt_lookup(npt_root, page, NULL, &npt_heap);
+    }
+    *leaf = (*leaf & ~(NPT_RW | NPT_NX)) | ((prot & APP_PROT_WRITE) ? NPT_RW : 0) |
+            ((prot & APP_PROT_EXEC) ? 0 : NPT_NX);
+    sync_private_paths();   /* a split changed a directory entry the copies hold */
+    mirror_leaf(page, *leaf);
+    spin_unlock(&npt_lock);
+    return 0;
+}
+
+/* This CPU's guest TLB entries at its next VMRUN (15.16.1 "TLB Flush"): by ASID where
+ * the processor can, else all. */
+void arch_tlb_flush_local(struct pcpu *c)
+{
+    struct svm_cpu *s = svm_of(c);
+    if (s->vmcb)
+        s->vmcb->ctl.tlb_control = (s->feat.edx & SVM_FEAT_FLUSH_BY_ASID) ? SVM_TLB_FLUSH_ASID
+                                                                          : SVM_TLB_FLUSH_ALL;
 }

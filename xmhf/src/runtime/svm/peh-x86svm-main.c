@@ -8,7 +8,7 @@
 #include "apic.h"
 #include "msr.h"
 #include "svm-x86svm.h"
-#include "xmhf-hypapp.h"
+#include "hypapp-dispatch.h"
 
 
 typedef void (*exit_handler_t)(struct vcpu *v);
@@ -145,6 +145,15 @@ static void exit_npf(struct vcpu *v)
         hypervisor_memory_violation(v, gpa, access);
         return;
     }
+    /* A page a hypapp protected (guestmem.c). AMD reports no linear address. */
+    struct app_memfault f = {
+        .gpa = gpa,
+        .access = (err & SVM_NPF_WRITE) ? APP_ACCESS_WRITE :
+                  (err & SVM_NPF_FETCH) ? APP_ACCESS_EXEC : APP_ACCESS_READ,
+        .paging_walk = (err & SVM_NPF_GUEST_PT) != 0,
+    };
+    if ((err & SVM_NPF_P) && guestmem_violation(v, &f))
+        return;
     if (err & SVM_NPF_P) {
         printk("xmhf: CPU %u: nested page fault on a present entry at guest-physical %llx "
                "(error code %llx)\n", v->cpu->idx, (unsigned long long)gpa,
@@ -459,4 +468,5 @@ void svm_exit_handler(struct pcpu *c, struct gregs *g)
         exit_unexpected(&v);
     reinject_interrupted_event(vm, info);
     vm->save.rax = g->r[R_AX];
+    guestmem_tlb_sync(c);
 }

@@ -4,6 +4,7 @@
  * CR0.PE = 0, 15.25 "Nested Paging"). */
 #include "apic.h"
 #include "gwalk.h"
+#include "hypapp-dispatch.h"
 #include "msr.h"
 #include "svm-x86svm.h"
 
@@ -44,6 +45,19 @@ static void msrpm_build(void)
         __atomic_store_n(&msrpm, m, __ATOMIC_RELEASE);
     }
     spin_unlock(&msrpm_lock);
+}
+
+/* A hypapp's MSR (hypapp.c, from xmhf_app_main only: no guest runs yet). */
+int arch_msr_intercept(uint32_t msr, uint32_t access)
+{
+    return svm_msrpm_intercept(msrpm, msr, ((access & 1u) ? SVM_MSRPM_READ : 0) |
+                                           ((access & 2u) ? SVM_MSRPM_WRITE : 0));
+}
+
+bool arch_msr_in_bitmap(uint32_t msr)
+{
+    unsigned shift;
+    return svm_msrpm_locate(msr, &shift) >= 0;
 }
 
 /* Bochs 3.0 quirk: its #VMEXIT does not discard the single-step trap it scheduled when
@@ -121,7 +135,11 @@ int arch_cpu_init(struct pcpu *c)
     s->efer_allowed = EFER_SCE | EFER_LME | ((r[3] & (1u << 20)) ? EFER_NXE : 0) |
                       ((r[3] & (1u << 25)) ? MSR_EFER_FFXSR : 0);
 
-    if (wrmsr_safe(c, MSR_IA32_EFER, rdmsr(MSR_IA32_EFER) | MSR_EFER_SVME) != 0) {
+    /* NXE in the host too: the nested walk takes it from the host's EFER, and a hypapp
+     * may refuse execution of a guest page (NX in a nested entry, npt-x86svm.c). The
+     * host's own page tables set no NX bit, so nothing changes for it. */
+    uint64_t nxe = (r[3] & (1u << 20)) ? EFER_NXE : 0;
+    if (wrmsr_safe(c, MSR_IA32_EFER, rdmsr(MSR_IA32_EFER) | MSR_EFER_SVME | nxe) != 0) {
         printk("xmhf: CPU %u: setting EFER.SVME faulted\n", c->idx);
         return -1;
     }
@@ -178,7 +196,10 @@ static void vmcb_controls(struct svm_cpu *s)
     ctl->intercept2 = SVM_INTERCEPT_VMRUN | SVM_INTERCEPT_VMMCALL | SVM_INTERCEPT_VMLOAD |
                       SVM_INTERCEPT_VMSAVE | SVM_INTERCEPT_STGI | SVM_INTERCEPT_CLGI |
                       SVM_INTERCEPT_SKINIT;
-    ctl->iopm_base_pa = 0;          /* IOIO_PROT is off: the map is not consulted */
+    /* I/O ports exit only where a hypapp asked for them (hypapp.c builds the IOPM). */
+    ctl->iopm_base_pa = hypapp_io_bitmap ? hypapp_io_bitmap_pa : 0;
+    if (hypapp_io_bitmap)
+        ctl->intercept1 |= SVM_INTERCEPT_IOIO_PROT;
     ctl->msrpm_base_pa = msrpm_pa;
     ctl->tsc_offset = 0;
     ctl->guest_asid = 1;            /* ASIDs are per CPU: every CPU's guest uses 1 */
@@ -240,6 +261,8 @@ __noreturn void svm_launch_guest(struct pcpu *c, uint16_t cs_sel, uint64_t rip)
     memset(&s->launch_regs, 0, sizeof(s->launch_regs));
     if (c->is_bsp)
         s->launch_regs.r[R_DX] = g_bp->opts.boot_drive;
+    hypapp_cpu_start(c, &s->launch_regs);
+    s->vmcb->save.rax = s->launch_regs.r[R_AX];    /* VMRUN loads RAX from the VMCB */
     svm_run(s->vmcb_pa, s->host_state_pa, &s->launch_regs);
 }
 

@@ -5,6 +5,7 @@
 #include "ept.h"
 #include "ptpath.h"
 #include "vmx-x86vmx.h"
+#include "xmhf-hypapp.h"
 
 static uint64_t *ept_root;     /* shared by all CPUs below their private APIC path */
 static uint64_t phys_bits_limit;
@@ -133,4 +134,72 @@ int vmx_ept_private_build(struct vmx_cpu *x, uint64_t apic_gpa)
 void vmx_ept_apic_entry(struct vmx_cpu *x, uint64_t hpa)
 {
     *pt_path_leaf(&x->path) = hpa ? (hpa | PROT_UC) : 0;
+}
+
+/* ---- guest-page protection for hypapps (guestmem.c) ----
+ * The leaf's R/W/X bits in the shared table; the runtime's own mappings are always RWX,
+ * so anything less is a hypapp's protection. The memory type stays. */
+
+static uint32_t ept_app_prot(uint64_t e)
+{
+    return ((e & EPT_R) ? APP_PROT_READ : 0) | ((e & EPT_W) ? APP_PROT_WRITE : 0) |
+           ((e & EPT_X) ? APP_PROT_EXEC : 0);
+}
+
+uint32_t arch_guestmem_getprot(uint64_t page)
+{
+    if (page >= phys_bits_limit)
+        return 0;
+    spin_lock(&ept_lock);
+    uint64_t *leaf = ept_lookup(ept_root, page, NULL, &ept_heap);
+    uint32_t prot = leaf ? ept_app_prot(*leaf) : 0;
+    spin_unlock(&ept_lock);
+    return prot;
+}
+
+/* A private leaf table that covers `page` takes the shared entry, except where its CPU
+ * traps its APIC (that entry belongs to the step). Caller holds ept_lock. */
+static void mirror_leaf(uint64_t page, uint64_t entry)
+{
+    for (uint32_t i = 0; i < g_ncpus; i++) {
+        struct vmx_cpu *x = g_pcpu[i]->arch_page[2];
+        if (!x || !x->eptp || (x->path.in >> 21) != (page >> 21) ||
+            (x->apic_gpa && x->apic_gpa == page))
+            continue;
+        x->path.t[PT_PATH_LEVELS - 1][PT_PATH_IDX(page, PT_PATH_LEVELS - 1)] = entry;
+    }
+}
+
+int arch_guestmem_setprot(uint64_t page, uint32_t prot)
+{
+    if (page >= phys_bits_limit)
+        return XMHF_EINVAL;
+    uint64_t rwx = ((prot & APP_PROT_READ) ? EPT_R : 0) | ((prot & APP_PROT_WRITE) ? EPT_W : 0) |
+                   ((prot & APP_PROT_EXEC) ? EPT_X : 0);
+    spin_lock(&ept_lock);
+    uint64_t size;
+    uint64_t *leaf = ept_lookup(ept_root, page, &size, &ept_heap);
+    if (!leaf && ept_map(ept_root, page & ~(PAGE_SIZE_2M - 1), page & ~(PAGE_SIZE_2M - 1),
+                         PAGE_SIZE_2M, PROT_UC, &ept_heap) != 0)
+        panic("EPT: out of table pages");   /* MMIO not touched yet: mapped as a touch would */
+    leaf = ept_lookup(ept_root, page, &size, &ept_heap);
+    if (size != PAGE_SIZE_4K) {
+        /* A 4 KiB leaf of its own, with the attributes of the large one it was in. */
+        if (ept_map(ept_root, page, page, PAGE_SIZE_4K, *leaf & 0x7f & ~EPT_LARGE, &ept_heap) != 0)
+            panic("EPT: out of table pages");
+        leaf = ept_lookup(ept_root, page, NULL, &ept_heap);
+    }
+    *leaf = (*leaf & ~EPT_RWX) | rwx;
+    sync_private_paths();   /* a split changed a directory entry the copies hold */
+    mirror_leaf(page, *leaf);
+    spin_unlock(&ept_lock);
+    return 0;
+}
+
+/* Every guest-physical and combined mapping of this CPU (SDM Vol. 3C 29.4.3.1):
+ * simpler than per-EPTP and as cheap here, where each CPU has one EPTP. */
+void arch_tlb_flush_local(struct pcpu *c)
+{
+    (void)c;
+    invept_all();
 }

@@ -7,7 +7,7 @@
 #include "apic.h"
 #include "msr.h"
 #include "vmx-x86vmx.h"
-#include "xmhf-hypapp.h"
+#include "hypapp-dispatch.h"
 
 typedef void (*exit_handler_t)(struct vcpu *v);
 
@@ -85,6 +85,29 @@ static void exit_invd(struct vcpu *v)
     vmx_skip_instruction(v);
 }
 
+/* A page a hypapp protected (guestmem.c). 27.2.1 table 27-7: bit 7 says the linear
+ * address is valid, bit 8 (with it) that the access was the instruction's own rather
+ * than the processor's walk of the guest's page tables. As for the hypervisor's region,
+ * an IRET that faulted here runs again, so its NMI unblocking is undone (27.2.3). */
+static bool guest_page_violation(struct vcpu *v, uint64_t gpa, uint64_t q)
+{
+    struct app_memfault f = {
+        .gpa = gpa,
+        .access = (q & EPTV_WRITE) ? APP_ACCESS_WRITE : (q & EPTV_FETCH) ? APP_ACCESS_EXEC
+                                                                      : APP_ACCESS_READ,
+        .gla_valid = (q >> 7) & 1,
+        .paging_walk = ((q >> 7) & 1) && !((q >> 8) & 1),
+    };
+    if (f.gla_valid)
+        f.gla = vmreadN(VMCS_GUEST_LINEAR_ADDR);
+    if (!guestmem_violation(v, &f))
+        return false;
+    if ((q & (1ull << 12)) && !(vmread32(VMCS_IDT_VECTORING_INFO) & INTR_INFO_VALID))
+        vmwrite32(VMCS_GUEST_INTERRUPTIBILITY,
+                  vmread32(VMCS_GUEST_INTERRUPTIBILITY) | INTERRUPTIBILITY_NMI);
+    return true;
+}
+
 /* 27.2.1 table 27-7. Accesses to the hypervisor's region never complete; nor do those
  * above what the EPT can map (at or above MAXPHYADDR or 2^48): the guest gets #GP(0)
  * and the log a line, as for the region (hypervisor_memory_violation). */
@@ -95,6 +118,8 @@ static void exit_ept_violation(struct vcpu *v)
     if (vmx_smpg_apic_trap(v, gpa, q))
         return;
     bool ours = gpa_in_hypervisor(gpa, 1);
+    if (!ours && guest_page_violation(v, gpa, q))
+        return;
     if (!ours && vmx_ept_map_lazy(gpa) == 0)
         return;
     /* "NMI unblocking due to IRET" (bit 12): the faulting IRET will run again, so NMI
@@ -353,5 +378,6 @@ void vmx_exit_handler(struct pcpu *c, struct gregs *g)
             vmwrite32(VMCS_ENTRY_EXC_ERRCODE, vmread32(VMCS_IDT_VECTORING_ERRCODE));
         vmwrite32(VMCS_ENTRY_INSTR_LEN, vmread32(VMCS_EXIT_INSTR_LEN));
     }
+    guestmem_tlb_sync(c);
     vmx_nmi_prepare(c);
 }

@@ -2,6 +2,7 @@
  * Machine Control Structures", 31.5 "VMM Setup & Tear Down", 26.3 "Checking and
  * Loading Guest State" for the real-mode state an unrestricted guest may enter with). */
 #include "apic.h"
+#include "hypapp-dispatch.h"
 #include "msr.h"
 #include "vmx-x86vmx.h"
 
@@ -159,6 +160,25 @@ int arch_cpu_init(struct pcpu *c)
     return 0;
 }
 
+/* A hypapp's MSR (hypapp.c, from xmhf_app_main only: no guest runs yet). 24.6.9: read
+ * bitmaps for the low and high ranges at 0 and 0x400, write bitmaps at 0x800, 0xc00. */
+bool arch_msr_in_bitmap(uint32_t msr)
+{
+    return msr <= 0x1fffu || (msr >= 0xc0000000u && msr <= 0xc0001fffu);
+}
+
+int arch_msr_intercept(uint32_t msr, uint32_t access)
+{
+    if (!arch_msr_in_bitmap(msr))
+        return -1;
+    uint32_t base = msr <= 0x1fffu ? 0 : 0x400, bit = msr & 0x1fffu;
+    if (access & 1u)
+        msr_bitmap[base + bit / 8] |= (uint8_t)(1u << (bit % 8));
+    if (access & 2u)
+        msr_bitmap[0x800 + base + bit / 8] |= (uint8_t)(1u << (bit % 8));
+    return 0;
+}
+
 /* Halted with interrupts off until the guest starts this CPU (smpguest.c). */
 __noreturn void arch_park_ap(struct pcpu *c)
 {
@@ -209,6 +229,10 @@ static void vmcs_controls(struct vmx_cpu *x)
     vmwrite32(VMCS_ENTRY_MSR_LOAD_COUNT, 0);
     vmwrite32(VMCS_ENTRY_INTR_INFO, 0);
     vmwrite64(VMCS_MSR_BITMAP, msr_bitmap_pa);
+    if (x->proc & PROC_USE_IO_BITMAPS) {
+        vmwrite64(VMCS_IO_BITMAP_A, hypapp_io_bitmap_pa);           /* ports 0-7fff */
+        vmwrite64(VMCS_IO_BITMAP_B, hypapp_io_bitmap_pa + 0x1000);  /* 8000-ffff */
+    }
     vmwrite64(VMCS_EPT_POINTER, x->eptp);
     vmwrite64(VMCS_TSC_OFFSET, 0);
     if (x->proc2 & PROC2_XSAVES)
@@ -279,11 +303,15 @@ static __noreturn void launch(struct pcpu *c, uint16_t cs, uint64_t rip, uint64_
     x->entry &= ~ENTRY_IA32E_GUEST;
     x->stepping = false;
     x->nmi_window = false;
+    /* I/O instructions exit only where a hypapp asked for ports (hypapp.c). */
+    if (hypapp_io_bitmap)
+        x->proc |= PROC_USE_IO_BITMAPS;
     vmcs_host_state(c);
     vmcs_controls(x);
     vmcs_guest_realmode(x, cs, rip);
     memset(&x->launch_regs, 0, sizeof(x->launch_regs));
     x->launch_regs.r[R_DX] = rdx;
+    hypapp_cpu_start(c, &x->launch_regs);
     /* EPT entries may have been cached while the tables were being built. */
     invept_all();
     vmx_launch(&x->launch_regs);
