@@ -29,7 +29,7 @@ INIT_OBJ := $(patsubst %,$(B)/init/%.o,$(INIT_SRC))
 RT_OBJ   := $(patsubst %,$(B)/rt/%.o,$(RT_SRC))
 HDRS     := $(wildcard xmhf/include/*.h xmhf/src/runtime/*/*.h) config.mk
 
-.PHONY: all clean distclean check demo bench unit guest deps-build svm vmx-tf vmx-mtf
+.PHONY: all clean distclean check demo bench unit guest deps-build svm vmx-tf vmx-mtf hypapps
 all: $(OUT)/init-x86-amd64.bin $(OUT)/hypervisor-x86-amd64.bin.gz
 
 svm:
@@ -44,6 +44,16 @@ vmx-tf:
 # CPU without it (Bochs 2.7) with a clear message.
 vmx-mtf:
 	$(MAKE) OUT=build/vmx-mtf TARGET_ARCH=x86-vmx SINGLESTEP=1 all
+
+# The hypapps besides helloworld, each for both vendors (MTF chosen where the CPU has it),
+# into build/<hypapp>[-svm], so make check runs their test-guest cases.
+HYPAPP_BUILDS := wprot wprot-svm iomon iomon-svm
+hypapps: $(HYPAPP_BUILDS)
+$(filter-out %-svm,$(HYPAPP_BUILDS)):
+	$(MAKE) OUT=build/$@ TARGET_ARCH=x86-vmx SINGLESTEP=0 APPROOT=hypapps/$@ all
+$(filter %-svm,$(HYPAPP_BUILDS)):
+	$(MAKE) OUT=build/$@ TARGET_ARCH=x86-svm APPROOT=hypapps/$(@:-svm=) all
+.PHONY: $(HYPAPP_BUILDS)
 
 config.mk: config.mk.in configure.ac
 	tools/deps.sh build
@@ -90,7 +100,7 @@ demo:
 
 check:
 	tools/deps.sh check
-	$(MAKE) all svm vmx-tf vmx-mtf guest
+	$(MAKE) all svm vmx-tf vmx-mtf hypapps guest
 	tools/check.sh
 
 # Debian 12's kernel with a busybox initramfs, booted from its own disk's MBR under the

@@ -18,6 +18,7 @@
  *                    NP_REGION; one of its pages is not present)
  *   0x78000-0x7ffff  64-bit stack of the boot CPU (top 0x80000)
  *   0x80000-0x9efff  free; the EBDA follows
+ *   0x600000-0x601fff  pages the wprot_pages case has the hypapp protect
  * The APs' 64-bit stacks are in .bss (smp.c).
  */
 #ifndef GUEST_H
@@ -220,6 +221,10 @@ void probe_write64_insn(void), probe_write64_recover(void);
 uint64_t probe_read64(uint64_t addr);
 void probe_read64_insn(void), probe_read64_recover(void);
 void probe_ud2(void), probe_ud2_insn(void);
+/* Calls the code at addr (returning a value in RAX); all ones from probe_call_recover
+ * when the call faulted (fault_expect). */
+uint64_t probe_call(uint64_t addr);
+void probe_call_recover(void);
 /* MOVSL from src to dst; out[0], out[1] get RSI and RDI as they were after it (or, when
  * it faulted and fault_expect(probe_movs_recover) was armed, as the fault left them). */
 void probe_movs(uint64_t src, uint64_t dst, uint64_t out[2]);
@@ -305,6 +310,8 @@ bool t_apic_guest_tf(struct test_result *r);
 bool t_apic_relocate(struct test_result *r);
 bool t_ap_restart(struct test_result *r);
 bool t_x2apic_mode(struct test_result *r);
+/* hypapp_tests.c: the hypapps other than helloworld (see README.md) */
+bool t_wprot_pages(struct test_result *r);
 void print_hv_stats(void);
 
 /* ---- apic.c: the local APIC in xAPIC mode (SDM Vol. 3A, chapter 11) --------------- */

@@ -25,6 +25,8 @@ static const struct guest_test tests[] = {
     { "apic_fault_movs",          t_apic_fault_movs },
     { "apic_guest_tf",            t_apic_guest_tf },
     { "apic_relocate",            t_apic_relocate },
+    /* hypapps other than helloworld (hypapp_tests.c); skipped when not built in */
+    { "wprot_pages",              t_wprot_pages },
     /* last: they may leave AP 1 parked (CPU_LOST) when they fail */
     { "ap_restart",               t_ap_restart },
     { "x2apic_mode",              t_x2apic_mode },

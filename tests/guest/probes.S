@@ -142,3 +142,19 @@ probe_tf_read_after:
     nop
     nop
     ret
+
+/* uint64_t probe_call(uint64_t addr): calls the code at addr, which returns a value in
+ * RAX and keeps RBX. A fault at addr resumes at probe_call_recover (fault_expect), which
+ * drops the pushed return address and returns all ones. */
+    .globl probe_call, probe_call_recover
+probe_call:
+    pushq   %rbx
+    movq    %rsp, %rbx
+    callq   *%rdi
+    popq    %rbx
+    ret
+probe_call_recover:
+    movq    %rbx, %rsp
+    movq    $-1, %rax
+    popq    %rbx
+    ret
