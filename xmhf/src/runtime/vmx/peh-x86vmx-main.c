@@ -176,7 +176,8 @@ static void exit_exception_nmi(struct vcpu *v)
         vmx_reflect_exception(v, info);
         return;
     }
-    v->cpu->nmi_pending++;
+    if (!nmi_kick_taken(v->cpu))    /* else another CPU's flush request (guestmem.c) */
+        v->cpu->nmi_pending++;
     __asm__ volatile("mov %%rsp, %%rax\n\t"
                      "pushq $0x10\n\tpushq %%rax\n\tpushfq\n\tpushq $0x08\n\t"
                      "lea 1f(%%rip), %%rax\n\tpushq %%rax\n\tiretq\n1:" ::: "rax", "memory");
