@@ -41,11 +41,12 @@ void io_passthrough(struct vcpu *v, struct app_io *io);
  * outside it). */
 void io_set_result(struct vcpu *v, const struct app_io *io);
 
-/* MSR accesses that exited: true when the hypapp handled it (*val holds the RDMSR
- * result; the caller writes EDX:EAX and steps past unless an event was injected). */
-bool hypapp_msr(struct vcpu *v, uint32_t msr, bool write, uint64_t *val);
-/* CPUID: true when the hypapp answered (registers set). */
-bool hypapp_cpuid(struct vcpu *v);
+/* RDMSR / WRMSR (ECX, EDX:EAX in v->regs) and CPUID exits: true when the hypapp took
+ * the instruction (an RDMSR result is in EDX:EAX already); the caller then steps past it
+ * exactly when *skip (else the hypapp injected an exception). False: the runtime's own
+ * handling. */
+bool hypapp_msr(struct vcpu *v, bool write, bool *skip);
+bool hypapp_cpuid(struct vcpu *v, bool *skip);
 
 /* A nested-paging violation outside the hypervisor's region and the APIC trap
  * (guestmem.c; f->gpa, gla, gla_valid, access, paging_walk filled in). True: it was a

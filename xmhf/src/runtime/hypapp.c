@@ -188,20 +188,33 @@ static bool msr_wanted(uint32_t msr, bool write)
     return false;
 }
 
-bool hypapp_msr(struct vcpu *v, uint32_t msr, bool write, uint64_t *val)
+bool hypapp_msr(struct vcpu *v, bool write, bool *skip)
 {
+    uint64_t *r = v->regs->r;
+    uint32_t msr = (uint32_t)r[R_CX];
+    uint64_t val = (r[R_DX] << 32) | (uint32_t)r[R_AX];
     if ((write ? !hypapp_cb.wrmsr : !hypapp_cb.rdmsr) || !msr_wanted(msr, write))
         return false;
-    int rc = write ? hypapp_cb.wrmsr(v, msr, *val) : hypapp_cb.rdmsr(v, msr, val);
-    return rc == APP_HANDLED;
+    int rc = write ? hypapp_cb.wrmsr(v, msr, val) : hypapp_cb.rdmsr(v, msr, &val);
+    if (rc != APP_HANDLED)
+        return false;
+    *skip = !arch_guest_event_pending(v);
+    if (*skip && !write) {
+        r[R_AX] = (uint32_t)val;
+        r[R_DX] = val >> 32;
+    }
+    return true;
 }
 
 /* ---- CPUID ---- */
 
-bool hypapp_cpuid(struct vcpu *v)
+bool hypapp_cpuid(struct vcpu *v, bool *skip)
 {
     if (!hypapp_cb.cpuid)
         return false;
     uint64_t *r = v->regs->r;
-    return hypapp_cb.cpuid(v, (uint32_t)r[R_AX], (uint32_t)r[R_CX]) == APP_HANDLED;
+    if (hypapp_cb.cpuid(v, (uint32_t)r[R_AX], (uint32_t)r[R_CX]) != APP_HANDLED)
+        return false;
+    *skip = !arch_guest_event_pending(v);
+    return true;
 }

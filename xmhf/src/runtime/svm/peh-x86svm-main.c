@@ -27,8 +27,11 @@ static void inject_gp0(struct vcpu *v)
  * SVM (guest_cpuid in cpuid.c). */
 static void exit_cpuid(struct vcpu *v)
 {
-    guest_cpuid(v, vmcb_of(v)->save.cr4);
-    svm_skip_instruction(v, 2);                     /* 0f a2 */
+    bool skip = true;
+    if (!hypapp_cpuid(v, &skip))
+        guest_cpuid(v, vmcb_of(v)->save.cr4);
+    if (skip)
+        svm_skip_instruction(v, 2);                 /* 0f a2 */
 }
 
 /* The hypercall instruction (3 bytes: VMMCALL 0f 01 d9, or VMCALL 0f 01 c1 through
@@ -80,7 +83,12 @@ static void exit_msr(struct vcpu *v)
     uint32_t msr = (uint32_t)r[R_CX];
     bool write = vmcb_of(v)->ctl.exitinfo1 & 1;
     uint64_t val = (r[R_DX] << 32) | (uint32_t)r[R_AX];
-    bool ok;
+    bool ok, skip;
+    if (hypapp_msr(v, write, &skip)) {     /* a hypapp's MSR (hypapp.c) */
+        if (skip)
+            svm_skip_instruction(v, 2);
+        return;
+    }
     if (write && msr == MSR_IA32_APIC_BASE) {
         svm_smpg_apic_base_write(v, val);
         return;
@@ -257,6 +265,21 @@ static void exit_ioio(struct vcpu *v)
     uint64_t info = vm->ctl.exitinfo1;
     uint16_t port = (uint16_t)(info >> 16);
     unsigned size = (info & (1u << 4)) ? 1 : (info & (1u << 5)) ? 2 : (info & (1u << 6)) ? 4 : 0;
+    /* A port a hypapp asked for (hypapp.c; 15.10.2 "IN and OUT Behavior": bit 0 IN,
+     * 2 string, 3 REP, 4-6 the size; EXITINFO2 the next RIP). */
+    struct app_io io = {
+        .port = port, .size = (uint8_t)size, .in = info & 1, .string = (info >> 2) & 1,
+        .rep = (info >> 3) & 1,
+        .value = (uint32_t)v->regs->r[R_AX] & (size == 4 ? 0xffffffffu : (1u << (8 * size)) - 1),
+    };
+    bool skip;
+    if (size && hypapp_io(v, &io, &skip)) {
+        if (skip) {
+            vm->save.rip = vm->ctl.exitinfo2;
+            vm->ctl.int_state &= ~SVM_INT_SHADOW;
+        }
+        return;
+    }
     if ((info & 0xc) || !size) {
         printk("xmhf: CPU %u: string I/O intercept on port %x (EXITINFO1 %llx)\n",
                v->cpu->idx, port, (unsigned long long)info);

@@ -6,6 +6,7 @@
  * that always exit where the processor has the instruction (RDRAND/RDSEED exiting is
  * never set either): performing them keeps the guest running should a processor force
  * one of them on. */
+#include "hypapp-dispatch.h"
 #include "vmx-x86vmx.h"
 
 /* The guest's PDPTEs for PAE paging without IA-32e mode: loaded by the processor on its
@@ -189,15 +190,29 @@ void vmx_exit_dr_access(struct vcpu *v)
     vmx_skip_instruction(v);
 }
 
-/* 27.2.1 table 27-5, I/O instructions (exit only with I/O exiting, never set): a plain
- * IN or OUT is performed on the physical port, which is the guest's anyway. String and
- * REP forms would need the guest's segments and paging: the guest is reset with a line
- * naming the port instead (no control here ever makes them exit). */
+/* 27.2.1 table 27-5, I/O instructions. They exit only for the ports a hypapp asked for
+ * (the I/O bitmaps; hypapp_io decides) and, with the bitmaps on, for an access that
+ * wraps from port 0xffff to 0. Otherwise a plain IN or OUT is performed on the physical
+ * port, which is the guest's anyway. String and REP forms would need the guest's
+ * segments and paging: the guest is reset with a line naming the port instead (no
+ * control here makes one of them exit on a port nobody asked for but the wrap). */
 void vmx_exit_io(struct vcpu *v)
 {
     uint64_t q = vmreadN(VMCS_EXIT_QUALIFICATION);
     unsigned size = (q & 7) + 1;
     uint16_t port = (uint16_t)(q >> 16);
+    /* A port a hypapp asked for (hypapp.c, I/O bitmaps). */
+    struct app_io io = {
+        .port = port, .size = (uint8_t)size, .in = (q & IOQ_IN) != 0,
+        .string = (q & IOQ_STRING) != 0, .rep = (q & IOQ_REP) != 0,
+        .value = (uint32_t)v->regs->r[R_AX] & (size == 4 ? 0xffffffffu : (1u << (8 * size)) - 1),
+    };
+    bool skip;
+    if ((size == 1 || size == 2 || size == 4) && hypapp_io(v, &io, &skip)) {
+        if (skip)
+            vmx_skip_instruction(v);
+        return;
+    }
     if (q & (IOQ_STRING | IOQ_REP) || (size != 1 && size != 2 && size != 4)) {
         printk("xmhf: CPU %u: string I/O exit on port %x (qualification %llx)\n", v->cpu->idx,
                port, (unsigned long long)q);

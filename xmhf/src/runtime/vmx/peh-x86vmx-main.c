@@ -22,8 +22,11 @@ static void inject_ud(struct vcpu *v)
  * without VMX (guest_cpuid in cpuid.c). */
 static void exit_cpuid(struct vcpu *v)
 {
-    guest_cpuid(v, vmreadN(VMCS_GUEST_CR4));
-    vmx_skip_instruction(v);
+    bool skip = true;
+    if (!hypapp_cpuid(v, &skip))
+        guest_cpuid(v, vmreadN(VMCS_GUEST_CR4));
+    if (skip)
+        vmx_skip_instruction(v);
 }
 
 static void exit_vmcall(struct vcpu *v)
@@ -38,6 +41,12 @@ static void exit_rdmsr(struct vcpu *v)
 {
     uint64_t *r = v->regs->r;
     int fault;
+    bool skip;
+    if (hypapp_msr(v, false, &skip)) {     /* a hypapp's MSR (hypapp.c) */
+        if (skip)
+            vmx_skip_instruction(v);
+        return;
+    }
     uint64_t val = rdmsr_safe(v->cpu, (uint32_t)r[R_CX], &fault);
     if (fault) {
         arch_guest_inject_exception(v, EXC_GP, true, 0);
@@ -53,6 +62,12 @@ static void exit_wrmsr(struct vcpu *v)
     uint64_t *r = v->regs->r;
     uint64_t val = (r[R_DX] << 32) | (uint32_t)r[R_AX];
     uint32_t msr = (uint32_t)r[R_CX];
+    bool skip;
+    if (hypapp_msr(v, true, &skip)) {      /* a hypapp's MSR (hypapp.c) */
+        if (skip)
+            vmx_skip_instruction(v);
+        return;
+    }
     if (msr == MSR_IA32_APIC_BASE) {
         vmx_smpg_apic_base_write(v, val);
         return;
