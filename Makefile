@@ -47,7 +47,7 @@ vmx-mtf:
 
 # The hypapps besides helloworld, each for both vendors (MTF chosen where the CPU has it),
 # into build/<hypapp>[-svm], so make check runs their test-guest cases.
-HYPAPP_BUILDS := wprot wprot-svm
+HYPAPP_BUILDS := wprot wprot-svm iomon iomon-svm
 hypapps: $(HYPAPP_BUILDS)
 $(filter-out %-svm,$(HYPAPP_BUILDS)):
 	$(MAKE) OUT=build/$@ TARGET_ARCH=x86-vmx SINGLESTEP=0 APPROOT=hypapps/$@ all

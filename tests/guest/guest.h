@@ -225,6 +225,12 @@ void probe_ud2(void), probe_ud2_insn(void);
  * when the call faulted (fault_expect). */
 uint64_t probe_call(uint64_t addr);
 void probe_call_recover(void);
+/* OUTSB of the byte at src / REP INSB of count bytes to dst, at port: RSI / RCX after it
+ * (from the recovery labels: at the fault). */
+uint64_t probe_outsb(uint64_t port, uint64_t src);
+void probe_outsb_insn(void), probe_outsb_recover(void);
+uint64_t probe_rep_insb(uint64_t port, uint64_t dst, uint64_t count);
+void probe_rep_insb_insn(void), probe_rep_insb_recover(void);
 /* MOVSL from src to dst; out[0], out[1] get RSI and RDI as they were after it (or, when
  * it faulted and fault_expect(probe_movs_recover) was armed, as the fault left them). */
 void probe_movs(uint64_t src, uint64_t dst, uint64_t out[2]);
@@ -312,6 +318,7 @@ bool t_ap_restart(struct test_result *r);
 bool t_x2apic_mode(struct test_result *r);
 /* hypapp_tests.c: the hypapps other than helloworld (see README.md) */
 bool t_wprot_pages(struct test_result *r);
+bool t_iomon_ports(struct test_result *r);
 void print_hv_stats(void);
 
 /* ---- apic.c: the local APIC in xAPIC mode (SDM Vol. 3A, chapter 11) --------------- */

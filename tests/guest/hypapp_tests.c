@@ -224,3 +224,142 @@ bool t_wprot_pages(struct test_result *r)
         return false;
     return test_pass(r, "deny on %u CPU(s), watch, no-execute, refusals", cpus_online());
 }
+
+/* ---- iomon_ports: hypapps/iomon ---------------------------------------------------- */
+#define IOMON_STATS     0x200ull
+#define IOMON_DEV       0xe0e0u
+#define IOMON_SCRATCH   0x3ffu          /* COM1's scratch register: a real, harmless port */
+#define MSR_IOMON_TOTAL 0x40000100u
+#define MSR_IOMON_AUX   0x40000101u
+#define MSR_TSC_AUX     0xc0000103u
+
+static bool io_stats(struct test_result *r, uint16_t port, uint64_t count, uint64_t value,
+                     uint64_t flags)
+{
+    struct hc_regs h;
+    if (!hc3(r, IOMON_STATS, port, 0, &h))
+        return false;
+    if (h.rax != 0 || h.rbx != count || h.rcx != value || h.rdx != flags)
+        return test_fail(r, "IOMON_STATS 0x%x: rax=0x%lx count=%lu value=0x%lx flags=0x%lx, "
+                         "expected 0, %lu, 0x%lx, 0x%lx", port, h.rax, h.rbx, h.rcx, h.rdx,
+                         count, value, flags);
+    return true;
+}
+
+/* IN of each size into a RAX holding all ones above: AL/AX keep the rest, EAX clears it. */
+static uint64_t io_in(unsigned size, uint16_t port)
+{
+    uint64_t rax = 0x1111111111111111ull;
+    if (size == 1)
+        __asm__ volatile("inb %w1, %b0" : "+a"(rax) : "Nd"(port));
+    else if (size == 2)
+        __asm__ volatile("inw %w1, %w0" : "+a"(rax) : "Nd"(port));
+    else
+        __asm__ volatile("inl %w1, %k0" : "+a"(rax) : "Nd"(port));
+    return rax;
+}
+
+static bool io_device(struct test_result *r, uint64_t *count)
+{
+    outl(IOMON_DEV, 0x12345678u);
+    uint64_t a = io_in(4, IOMON_DEV);
+    __asm__ volatile("outb %b0, %w1" : : "a"(0xabu), "Nd"(IOMON_DEV));
+    uint64_t b = io_in(1, IOMON_DEV), c = io_in(2, IOMON_DEV);
+    *count += 5;
+    if (a != 0x12345678u || b != 0x11111111111111abull || c != 0x11111111111156abull)
+        return test_fail(r, "device: IN EAX 0x%lx, AL 0x%lx, AX 0x%lx; expected 0x12345678, "
+                         "0x11111111111111ab, 0x11111111111156ab", a, b, c);
+    return io_stats(r, IOMON_DEV, *count, 0x56ab, 0x201);
+}
+
+static bool io_passthrough(struct test_result *r)
+{
+    outb(IOMON_SCRATCH, 0x5a);
+    uint8_t a = inb(IOMON_SCRATCH);
+    outb(IOMON_SCRATCH, 0xa5);
+    uint64_t b = io_in(1, IOMON_SCRATCH);
+    if (a != 0x5a || b != 0x11111111111111a5ull)
+        return test_fail(r, "COM1 scratch: read 0x%x and 0x%lx after writing 0x5a, 0xa5", a, b);
+    return io_stats(r, IOMON_SCRATCH, 4, 0xa5, 0x101);
+}
+
+/* String forms: counted by iomon, left to the runtime, which refuses them with #GP(0)
+ * at the instruction and moves nothing (RSI, RCX, the buffer unchanged). */
+static bool io_strings(struct test_result *r, uint64_t *count)
+{
+    static uint8_t buf[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+    struct fault_info f;
+    uint64_t src = (uint64_t)(uintptr_t)buf;
+    fault_expect((const void *)probe_outsb_recover);
+    uint64_t rsi = probe_outsb(IOMON_DEV, src);
+    unsigned n = fault_expect_end(&f);
+    if (n != 1 || f.vector != VEC_GP || f.error != 0 ||
+        f.rip != (uint64_t)(uintptr_t)probe_outsb_insn || rsi != src)
+        return test_fail(r, "OUTSB: %u faults (first %s err=0x%lx rip=0x%lx), RSI +%lu; "
+                         "expected one #GP(0) at the OUTSB, RSI kept", n, trap_name(f.vector),
+                         f.error, f.rip, rsi - src);
+    fault_expect((const void *)probe_rep_insb_recover);
+    uint64_t rcx = probe_rep_insb(IOMON_DEV, src, 4);
+    n = fault_expect_end(&f);
+    if (n != 1 || f.vector != VEC_GP || f.rip != (uint64_t)(uintptr_t)probe_rep_insb_insn ||
+        rcx != 4 || buf[0] != 1)
+        return test_fail(r, "REP INSB: %u faults (first %s rip=0x%lx), RCX %lu, buf[0] %u; "
+                         "expected one #GP(0) at the INSB, RCX 4, nothing stored", n,
+                         trap_name(f.vector), f.rip, rcx, buf[0]);
+    *count += 2;
+    return io_stats(r, IOMON_DEV, *count, 0, 0x107);
+}
+
+static volatile uint32_t io_dev_bad;
+
+static bool io_on_cpu(struct test_result *r)
+{
+    (void)r;
+    for (unsigned i = 0; i < 10; i++) {
+        if ((io_in(4, IOMON_DEV) & 0xffff) != 0x56ab)
+            __atomic_add_fetch(&io_dev_bad, 1, __ATOMIC_RELAXED);
+    }
+    return true;
+}
+
+static bool io_cpuid_msr(struct test_result *r)
+{
+    uint32_t a, b, c, d;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x40000000u), "c"(0));
+    if (a != 0x40000000u || b != 0x46484d58u || c != 0x6e6f6d69u || d != 0x6e)
+        return test_fail(r, "CPUID 0x40000000: %x %x %x %x, expected iomon's signature", a, b,
+                         c, d);
+    uint64_t t = rdmsr(MSR_IOMON_TOTAL);
+    wrmsr(MSR_IOMON_TOTAL, 0);
+    uint64_t t0 = rdmsr(MSR_IOMON_TOTAL);
+    (void)inb(IOMON_SCRATCH);
+    uint64_t t1 = rdmsr(MSR_IOMON_TOTAL);
+    uint64_t aux0 = rdmsr(MSR_IOMON_AUX);
+    wrmsr(MSR_TSC_AUX, 0x77);
+    uint64_t v = rdmsr(MSR_TSC_AUX), aux1 = rdmsr(MSR_IOMON_AUX);
+    if (t < 17 || t0 != 0 || t1 != 1 || v != 0x77 || aux1 != aux0 + 1)
+        return test_fail(r, "MSRs: total %lu then %lu after reset and %lu after one IN "
+                         "(expected >= 17, 0, 1); TSC_AUX 0x%lx (0x77), its reads counted "
+                         "%lu -> %lu", t, t0, t1, v, aux0, aux1);
+    return true;
+}
+
+bool t_iomon_ports(struct test_result *r)
+{
+    uint64_t count = 0;
+    if (!hypapp_there(r, IOMON_STATS, "iomon"))
+        return true;
+    if (!io_device(r, &count) || !io_passthrough(r) || !io_strings(r, &count))
+        return false;
+    io_dev_bad = 0;
+    if (!run_on_all(io_on_cpu, TIMEOUT_HYPAPP, r))
+        return false;
+    count += 10 * cpus_online();
+    if (io_dev_bad || !io_stats(r, IOMON_DEV, count, 0x123456ab, 0x401))
+        return io_dev_bad ? test_fail(r, "%u device reads on other CPUs were wrong",
+                                      io_dev_bad) : false;
+    if (!io_cpuid_msr(r))
+        return false;
+    return test_pass(r, "device, pass-through, string refusal, %u CPU(s), CPUID and MSRs",
+                     cpus_online());
+}

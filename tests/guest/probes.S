@@ -158,3 +158,28 @@ probe_call_recover:
     movq    $-1, %rax
     popq    %rbx
     ret
+
+/* uint64_t probe_outsb(uint64_t port, uint64_t src): OUTSB of the byte at src to port;
+ * returns RSI after it (from probe_outsb_recover: RSI at the fault). */
+    .globl probe_outsb, probe_outsb_insn, probe_outsb_recover
+probe_outsb:
+    movq    %rdi, %rdx
+probe_outsb_insn:
+    outsb
+probe_outsb_recover:
+    movq    %rsi, %rax
+    ret
+
+/* uint64_t probe_rep_insb(uint64_t port, uint64_t dst, uint64_t count): REP INSB of
+ * count bytes from port to dst; returns RCX after it (from the recovery label: at the
+ * fault). RDI is the caller's to lose. */
+    .globl probe_rep_insb, probe_rep_insb_insn, probe_rep_insb_recover
+probe_rep_insb:
+    movq    %rdx, %rcx
+    movq    %rdi, %rdx
+    movq    %rsi, %rdi
+probe_rep_insb_insn:
+    rep insb
+probe_rep_insb_recover:
+    movq    %rcx, %rax
+    ret
