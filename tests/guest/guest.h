@@ -181,6 +181,8 @@ void idt_set_gate(unsigned vector, void (*stub)(void));
  * false to go on with the default handling of the frame, which the hook may have
  * changed (fakehv.c turns a #PF into a #GP(0) that way). */
 typedef bool (*trap_hook_t)(struct trap_frame *f);
+/* Lets CPL 3 reach `vector` by INT (gate DPL 3), or not any more. */
+void idt_set_user(unsigned vector, bool user);
 void trap_set_hook(unsigned vector, trap_hook_t hook);
 
 /* The "expect fault" helper: between fault_expect() and fault_expect_end(), every
@@ -231,6 +233,10 @@ uint64_t probe_outsb(uint64_t port, uint64_t src);
 void probe_outsb_insn(void), probe_outsb_recover(void);
 uint64_t probe_rep_insb(uint64_t port, uint64_t dst, uint64_t count);
 void probe_rep_insb_insn(void), probe_rep_insb_recover(void);
+/* CPL 3 (user_hypercall): IRETQ to rip at CPL 3 with RDI = arg, never returning; the
+ * user code that makes one hypercall with the struct hc_regs at RDI, then INT 0x81. */
+void enter_user(uint64_t rip, uint64_t rsp, uint64_t arg) __attribute__((noreturn));
+void user_vmcall(void), user_vmcall_insn(void);
 /* MOVSL from src to dst; out[0], out[1] get RSI and RDI as they were after it (or, when
  * it faulted and fault_expect(probe_movs_recover) was armed, as the fault left them). */
 void probe_movs(uint64_t src, uint64_t dst, uint64_t out[2]);
@@ -319,6 +325,7 @@ bool t_x2apic_mode(struct test_result *r);
 /* hypapp_tests.c: the hypapps other than helloworld (see README.md) */
 bool t_wprot_pages(struct test_result *r);
 bool t_iomon_ports(struct test_result *r);
+bool t_user_hypercall(struct test_result *r);
 void print_hv_stats(void);
 
 /* ---- apic.c: the local APIC in xAPIC mode (SDM Vol. 3A, chapter 11) --------------- */

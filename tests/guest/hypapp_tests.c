@@ -363,3 +363,123 @@ bool t_iomon_ports(struct test_result *r)
     return test_pass(r, "device, pass-through, string refusal, %u CPU(s), CPUID and MSRs",
                      cpus_online());
 }
+
+/* ---- user_hypercall: hypercalls from CPL 3 ------------------------------------------ */
+/* A GDT of the BSP's own for this case: the boot GDT's entries, then user data (0x20,
+ * DPL 3), user 64-bit code (0x28, DPL 3) and a TSS (0x30) whose RSP0 is the kernel stack
+ * an interrupt from CPL 3 lands on. The first 2 MiB (code, data, the user stack) get U/S
+ * in the page tables for the case's duration. */
+#define USER_VEC   0x81
+#define PTE_US     0x4ull
+
+struct __attribute__((packed)) tss64 {
+    uint32_t rsvd0;
+    uint64_t rsp0, rsp1, rsp2, rsvd1, ist[7], rsvd2;
+    uint16_t rsvd3, iomap;
+};
+static struct tss64 user_tss;
+static uint64_t user_gdt[8] __attribute__((aligned(16)));
+static uint8_t user_stack[512] __attribute__((aligned(16)));
+static struct jump_buf user_jb;
+static volatile uint64_t user_vector, user_rip;
+static struct hc_regs user_regs;
+
+static bool user_back(struct trap_frame *f)
+{
+    user_vector = f->vector;
+    user_rip = f->rip;
+    guest_longjmp(&user_jb, 1);
+}
+
+static void user_setup(bool on)
+{
+    volatile uint64_t *pml4 = (volatile uint64_t *)(uintptr_t)GUEST_PT_BASE;
+    volatile uint64_t *pdpt = pml4 + 512, *pd0 = pml4 + 1024;
+    if (on) {
+        struct __attribute__((packed)) { uint16_t limit; uint64_t base; } gdtr;
+        __asm__ volatile("sgdt %0" : "=m"(gdtr));
+        memcpy(user_gdt, (const void *)(uintptr_t)gdtr.base, 4 * 8);
+        uint64_t t = (uint64_t)(uintptr_t)&user_tss;
+        user_gdt[4] = 0x00cff2000000ffffull;    /* data, DPL 3 */
+        user_gdt[5] = 0x00affa000000ffffull;    /* 64-bit code, DPL 3 */
+        user_gdt[6] = (sizeof user_tss - 1) | ((t & 0xffffff) << 16) | (0x89ull << 40) |
+                      ((t >> 24 & 0xff) << 56);
+        user_gdt[7] = t >> 32;
+        user_tss.iomap = sizeof user_tss;       /* no I/O bitmap: CPL 3 has no ports */
+        gdtr.limit = sizeof user_gdt - 1;
+        gdtr.base = (uint64_t)(uintptr_t)user_gdt;
+        __asm__ volatile("lgdt %0; ltr %w1" : : "m"(gdtr), "r"(0x30) : "memory");
+    }
+    for (volatile uint64_t *e = pml4; e; e = e == pml4 ? pdpt : e == pdpt ? pd0 : NULL)
+        *e = on ? *e | PTE_US : *e & ~PTE_US;
+    __asm__ volatile("mov %%cr3, %%rax; mov %%rax, %%cr3" : : : "rax", "memory");
+    idt_set_user(USER_VEC, on);
+    trap_set_hook(USER_VEC, on ? user_back : NULL);
+    trap_set_hook(VEC_UD, on ? user_back : NULL);
+}
+
+/* One hypercall at CPL 3: the INT 0x81 after it (true, *h = the registers) or the
+ * exception it raised (false, user_vector / user_rip). */
+static bool user_call(uint64_t fn, uint64_t bx, struct hc_regs *h)
+{
+    user_regs = (struct hc_regs){ .rax = fn, .rbx = bx };
+    if (guest_setjmp(&user_jb) == 0) {
+        uint64_t rsp;
+        __asm__ volatile("mov %%rsp, %0" : "=r"(rsp));
+        user_tss.rsp0 = (rsp - 512) & ~0xfull;  /* below everything live on this stack */
+        enter_user((uint64_t)(uintptr_t)user_vmcall,
+                   (uint64_t)(uintptr_t)(user_stack + sizeof user_stack),
+                   (uint64_t)(uintptr_t)&user_regs);
+    }
+    *h = user_regs;
+    return user_vector == USER_VEC;
+}
+
+static bool user_expect_ud(struct test_result *r, const char *what, uint64_t fn)
+{
+    struct hc_regs h;
+    if (user_call(fn, 0, &h) || user_vector != VEC_UD ||
+        user_rip != (uint64_t)(uintptr_t)user_vmcall_insn)
+        return test_fail(r, "%s at CPL 3: vector %lu at rip 0x%lx (rax=0x%lx), expected #UD "
+                         "at the VMCALL", what, user_vector, user_rip, h.rax);
+    return true;
+}
+
+static bool user_cases(struct test_result *r)
+{
+    struct hc_regs h, k;
+    bool answered = user_call(HC_HELLO, 0, &h);
+    if (!answered || h.rax != 0 || h.rbx != HC_HELLO_MAGIC)
+        return test_fail(r, "HELLO at CPL 3: %s vector %lu, rax=0x%lx rbx=0x%lx; expected "
+                         "an answer", answered ? "answered," : "raised", user_vector, h.rax,
+                         h.rbx);
+    if (!user_expect_ud(r, "RUNTIME_INFO", HC_RUNTIME_INFO) ||
+        !user_expect_ud(r, "STATS", HC_STATS) ||
+        !user_expect_ud(r, "unknown hypapp function 0x7777", 0x7777))
+        return false;
+    /* wprot, when built in: it refuses protection to user code, answers queries. */
+    if (!hc3(r, WP_QUERY, WP_PAGE, 0, &k))
+        return false;
+    if (k.rax != HC_STATUS_UNKNOWN &&
+        (!user_call(WP_PROTECT, WP_PAGE, &h) || h.rax != WP_EPERM ||
+         !user_call(WP_QUERY, WP_PAGE, &h) || h.rax != 0))
+        return test_fail(r, "wprot at CPL 3: rax=0x%lx (vector %lu), expected EPERM for "
+                         "WP_PROTECT and 0 for WP_QUERY", h.rax, user_vector);
+    return true;
+}
+
+bool t_user_hypercall(struct test_result *r)
+{
+#ifdef GUEST_FAKE_HV
+    return test_pass(r, "skipped: fakehv answers VMCALL from its own #UD hook");
+#endif
+    if (!hv_present())
+        return test_pass(r, "skipped: no hypervisor");
+    user_setup(true);
+    struct test_result sub;
+    struct guest_test t = { "user", user_cases };
+    bool ok = run_case(&t, &sub);
+    user_setup(false);
+    memcpy(r->msg, sub.msg, sizeof r->msg);
+    return ok ? test_pass(r, "HELLO answered at CPL 3; runtime and unknown functions #UD") : false;
+}

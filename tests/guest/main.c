@@ -28,6 +28,7 @@ static const struct guest_test tests[] = {
     /* hypapps other than helloworld (hypapp_tests.c); skipped when not built in */
     { "wprot_pages",              t_wprot_pages },
     { "iomon_ports",              t_iomon_ports },
+    { "user_hypercall",           t_user_hypercall },
     /* last: they may leave AP 1 parked (CPU_LOST) when they fail */
     { "ap_restart",               t_ap_restart },
     { "x2apic_mode",              t_x2apic_mode },

@@ -183,3 +183,31 @@ probe_rep_insb_insn:
 probe_rep_insb_recover:
     movq    %rcx, %rax
     ret
+
+/* CPL 3 for user_hypercall (hypapp_tests.c). enter_user(rip, rsp, arg): IRETQ to rip
+ * at CPL 3 (selector 0x2b, stack selector 0x23, IF clear) with RDI = arg; it never
+ * returns here (the case longjmps back from its INT 0x81 or exception hook).
+ * user_vmcall runs at CPL 3: RAX..RDX from the struct hc_regs at RDI, VMCALL, RAX..RDX
+ * back into it, then INT 0x81 back to CPL 0. */
+    .globl enter_user, user_vmcall, user_vmcall_insn
+enter_user:
+    pushq   $0x23
+    pushq   %rsi
+    pushq   $0x2
+    pushq   $0x2b
+    pushq   %rdi
+    movq    %rdx, %rdi
+    iretq
+user_vmcall:
+    movq    0(%rdi), %rax
+    movq    8(%rdi), %rbx
+    movq    16(%rdi), %rcx
+    movq    24(%rdi), %rdx
+user_vmcall_insn:
+    vmcall
+    movq    %rax, 0(%rdi)
+    movq    %rbx, 8(%rdi)
+    movq    %rcx, 16(%rdi)
+    movq    %rdx, 24(%rdi)
+    int     $0x81
+    ud2

@@ -47,6 +47,12 @@ void idt_set_gate(unsigned vector, void (*stub)(void))
     };
 }
 
+void idt_set_user(unsigned vector, bool user)
+{
+    if (vector < ARRAY_SIZE(idt))
+        idt[vector].type_attr = user ? GATE_INTR64 | 0x60 : GATE_INTR64;   /* DPL 3 / 0 */
+}
+
 void trap_set_hook(unsigned vector, trap_hook_t hook)
 {
     if (vector < ARRAY_SIZE(hooks))

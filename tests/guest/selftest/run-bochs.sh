@@ -99,7 +99,8 @@ plain)
     # The hypapp cases say they are skipped (no hypervisor) and pass.
     expect '^guest: PASS wprot_pages: skipped: no hypervisor' "wprot_pages did not skip"
     expect '^guest: PASS iomon_ports: skipped: no hypervisor' "iomon_ports did not skip"
-    expect '^guest: 16 passed, 5 failed' "expected 16 passed, 5 failed"
+    expect '^guest: PASS user_hypercall: skipped: no hypervisor' "user_hypercall did not skip"
+    expect '^guest: 17 passed, 5 failed' "expected 17 passed, 5 failed"
     ;;
 fakehv)
     for t in boot_state e820_call e820_hides_hypervisor memsize_calls hello_hypercall \
@@ -109,7 +110,7 @@ fakehv)
     done
     expect '^guest: PASS wprot_pages: skipped: hypapp wprot is not built in' \
         "wprot_pages did not skip"
-    expect '^guest: 21 passed, 0 failed' "expected 21 passed, 0 failed"
+    expect '^guest: 22 passed, 0 failed' "expected 22 passed, 0 failed"
     ;;
 bench)
     expect '^bench: xapic_read ticks/access=' "no xapic_read figure"
