@@ -326,6 +326,11 @@ bool t_x2apic_mode(struct test_result *r);
 bool t_wprot_pages(struct test_result *r);
 bool t_iomon_ports(struct test_result *r);
 bool t_user_hypercall(struct test_result *r);
+/* capture_tests.c: attacks on the capture of xAPIC writes */
+bool t_apic_movs_registers(struct test_result *r);
+bool t_apic_rep_iteration(struct test_result *r);
+bool t_apic_event_push(struct test_result *r);
+bool t_apic_write_straddle(struct test_result *r);
 void print_hv_stats(void);
 
 /* ---- apic.c: the local APIC in xAPIC mode (SDM Vol. 3A, chapter 11) --------------- */
@@ -380,6 +385,10 @@ static inline void apic_write(uint32_t reg, uint32_t v)
 static inline uint32_t mmio_read32(uint64_t addr)
 {
     return *(volatile uint32_t *)(uintptr_t)addr;
+}
+static inline void mmio_write32(uint64_t addr, uint32_t v)
+{
+    *(volatile uint32_t *)(uintptr_t)addr = v;
 }
 /* Software-enables the calling CPU's APIC (SVR) with TPR 0. */
 void apic_sw_enable(void);

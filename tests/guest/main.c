@@ -25,6 +25,11 @@ static const struct guest_test tests[] = {
     { "apic_fault_movs",          t_apic_fault_movs },
     { "apic_guest_tf",            t_apic_guest_tf },
     { "apic_relocate",            t_apic_relocate },
+    /* attacks on the capture of APIC writes (capture_tests.c), on the BSP */
+    { "apic_movs_registers",      t_apic_movs_registers },
+    { "apic_rep_iteration",       t_apic_rep_iteration },
+    { "apic_event_push",          t_apic_event_push },
+    { "apic_write_straddle",      t_apic_write_straddle },
     /* hypapps other than helloworld (hypapp_tests.c); skipped when not built in */
     { "wprot_pages",              t_wprot_pages },
     { "iomon_ports",              t_iomon_ports },

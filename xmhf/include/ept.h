@@ -5,6 +5,7 @@
 #ifndef XMHF_EPT_H
 #define XMHF_EPT_H
 #include <stdint.h>
+#include "pagetable.h"
 
 #define EPT_R          (1ull << 0)
 #define EPT_W          (1ull << 1)
@@ -57,5 +58,8 @@ int ept_unmap(uint64_t *root, uint64_t gpa, uint64_t len, const struct ept_alloc
  * the leaf maps (4 KiB or 2 MiB). */
 uint64_t *ept_lookup(uint64_t *root, uint64_t gpa, uint64_t *level_size,
                      const struct ept_alloc *a);
+
+/* The EPT entry format for the format-neutral code (ptpath.h). */
+extern const struct pt_format ept_format;
 
 #endif

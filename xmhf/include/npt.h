@@ -42,6 +42,9 @@ typedef uint64_t npt_prot_t;
 int npt_map(uint64_t *root, uint64_t gpa, uint64_t hpa, uint64_t len, npt_prot_t prot,
             const struct pt_alloc *a);
 int npt_unmap(uint64_t *root, uint64_t gpa, uint64_t len, const struct pt_alloc *a);
+/* The NPT entry format for the format-neutral code (ptpath.h). */
+extern const struct pt_format npt_format;
+
 uint64_t *npt_lookup(uint64_t *root, uint64_t gpa, uint64_t *size, const struct pt_alloc *a);
 
 #endif

@@ -57,6 +57,7 @@ enum {
     STAT_INIT_SIPI,         /* INIT/STARTUP IPIs handled virtually */
     STAT_STEPS_CANCELLED,   /* steps undone before the instruction ran (interrupt first) */
     STAT_STRAY_INIT,        /* physical INIT signals while the guest ran (ignored) */
+    STAT_APIC_UNDEFINED,    /* instructions whose APIC-page writes SDM 11.4.1 leaves undefined */
     STAT_COUNT
 };
 

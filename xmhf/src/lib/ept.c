@@ -32,7 +32,7 @@ _Static_assert(PAGE_SIZE_4K * EPT_ENTRIES == PAGE_SIZE_2M &&
 
 /* A table pointer carries R/W/X (the leaves decide the real permissions); an entry is
  * present when any of R/W/X is set (29.3.2). */
-static const struct pt_format ept_format = {
+const struct pt_format ept_format = {
     .present = EPT_RWX,
     .table = EPT_RWX,
     .large = EPT_LARGE,

@@ -12,7 +12,7 @@ _Static_assert(NPT_PAT_LARGE == 0x1000 && NPT_NX == 0x8000000000000000ull, "PAT 
 _Static_assert(NPT_ADDR_MASK == 0x000ffffffffff000ull, "address bits 51:12");
 
 /* A table pointer: present, writable, user; the leaves decide the real permissions. */
-static const struct pt_format npt_format = {
+const struct pt_format npt_format = {
     .present = NPT_P,
     .table = NPT_P | NPT_RW | NPT_US,
     .large = NPT_PS,

@@ -1,10 +1,14 @@
-/* The architecture-neutral half of xAPIC trapping (apicstep.h): SDM Vol. 3A 11.4.4
- * "Local APIC Status and Location" for IA32_APIC_BASE, 11.6.1 for the ICR. */
+/* The architecture-neutral half of watching the guest's xAPIC (apicstep.h): SDM Vol. 3A
+ * 11.4.1 "The Local APIC Block Diagram" (table 11-1, the register map), 11.4.4 "Local
+ * APIC Status and Location" for IA32_APIC_BASE, 11.6.1 for the ICR, 11.12.9 for the
+ * x2APIC ICR. */
 #include "apic.h"
 #include "apicstep.h"
 #include "msr.h"
 
-#define ICR_RANGE(off) (((off) & ~0x1fu) == APIC_ICR_LO)   /* 0x300-0x31f */
+#define SLOT(off) ((off) >> 4)
+#define SLOT_ICR_LO SLOT(APIC_ICR_LO)
+#define SLOT_ICR_HI SLOT(APIC_ICR_HI)
 
 uint64_t apic_guest_page(void)
 {
@@ -14,29 +18,145 @@ uint64_t apic_guest_page(void)
     return base & APIC_BASE_ADDR;
 }
 
-void apic_access_record(struct apic_access *a, uint64_t page, uint64_t gpa, bool write)
+volatile uint32_t *apic_regs(struct pcpu *c)
 {
-    a->page = page;
-    a->off = (uint32_t)(gpa & 0xfff);
-    a->write = write;
-    a->capture = ICR_RANGE(a->off);
+    (void)c;
+    return phys_to_virt(rdmsr(MSR_IA32_APIC_BASE) & APIC_BASE_ADDR);
 }
 
-void apic_access_done(struct vcpu *v, const struct apic_access *a, volatile uint32_t *capture)
+static void set_readable(struct apic_capture *cap, unsigned slot)
+{
+    cap->readable[slot / 64] |= 1ull << (slot % 64);
+}
+
+static bool is_readable(const struct apic_capture *cap, unsigned slot)
+{
+    return cap->readable[slot / 64] >> (slot % 64) & 1;
+}
+
+/* Table 11-1, the registers that can be read. Left out: the APR (0x90) and the RRD
+ * (0xc0), which current processors do not have, EOI (write-only; reads give 0, as the
+ * capture page does), the reserved slots, and the LVTs this APIC lacks (its version
+ * register's max LVT entry: 4 adds the performance-counter LVT to the four every APIC
+ * has, 5 the thermal LVT, 6 the CMCI LVT). */
+void apic_capture_init(struct apic_capture *cap, struct pcpu *c)
+{
+    static const uint16_t always[] = {
+        0x020, 0x030, 0x080, 0x0a0, 0x0d0, 0x0e0, 0x0f0, 0x280, 0x300, 0x310,
+        0x320, 0x350, 0x360, 0x370, 0x380, 0x390, 0x3e0,
+    };
+    if (!cap->page)
+        cap->page = page_alloc(&cap->pa);
+    memset(cap->readable, 0, sizeof(cap->readable));
+    for (unsigned i = 0; i < ARRAY_SIZE(always); i++)
+        set_readable(cap, SLOT(always[i]));
+    for (unsigned s = SLOT(0x100); s < SLOT(0x280); s++)     /* ISR, TMR, IRR */
+        set_readable(cap, s);
+    uint32_t max_lvt = 3;
+    if (apic_guest_page())
+        max_lvt = (apic_regs(c)[0x030 / 4] >> 16) & 0xff;
+    if (max_lvt >= 4)
+        set_readable(cap, SLOT(0x340));
+    if (max_lvt >= 5)
+        set_readable(cap, SLOT(0x330));
+    if (max_lvt >= 6)
+        set_readable(cap, SLOT(0x2f0));
+    memset(cap->page, 0, 4096);
+    memset(cap->fill, 0, sizeof(cap->fill));
+}
+
+/* Between steps the capture page holds zeros except in the readable slots' first dwords,
+ * so only those are written here. */
+void apic_capture_fill(struct apic_capture *cap, struct pcpu *c, uint32_t off,
+                       const struct gregs *g)
+{
+    volatile uint32_t *apic = apic_regs(c);
+    cap->fault_off = off & 0xfff;
+    cap->string_regs[0] = g->r[R_CX];
+    cap->string_regs[1] = g->r[R_SI];
+    cap->string_regs[2] = g->r[R_DI];
+    for (unsigned w = 0; w < APIC_SLOTS / 64; w++) {
+        for (uint64_t m = cap->readable[w]; m; m &= m - 1) {
+            unsigned s = w * 64 + (unsigned)__builtin_ctzll(m);
+            uint32_t val = apic[s * 4];
+            cap->page[s * 4] = val;
+            cap->fill[s] = val;
+        }
+    }
+}
+
+/* Back to zeros everywhere but the readable slots (refilled before the next step). */
+static void tidy(struct apic_capture *cap)
+{
+    for (unsigned s = 0; s < APIC_SLOTS; s++) {
+        uint32_t *r = &cap->page[s * 4];
+        if (r[0] != cap->fill[s] && !is_readable(cap, s))
+            r[0] = 0;
+        r[1] = r[2] = r[3] = 0;
+    }
+}
+
+bool apic_capture_string_moved(const struct apic_capture *cap, const struct gregs *g)
+{
+    return cap->string_regs[0] != g->r[R_CX] || cap->string_regs[1] != g->r[R_SI] ||
+           cap->string_regs[2] != g->r[R_DI];
+}
+
+void apic_capture_discard(struct apic_capture *cap)
+{
+    tidy(cap);
+}
+
+/* What one instruction wrote. A 16-byte slot was written when the write that faulted
+ * began in its first four bytes or when those bytes changed; the register then gets the
+ * four bytes as they are now (a narrower write is merged with the value filled in, which
+ * is the register's). Bytes 4-15 of a slot are reserved: a write there is dropped. The
+ * registers are acted on in ascending order with ICR_LO last, so that an instruction
+ * writing ICR_HI too sends to the destination it wrote. SDM 11.4.1 defines only aligned
+ * 32-bit loads and stores of a register; an instruction whose write began elsewhere than
+ * at a slot's start, that touched reserved bytes, or that wrote more than one register
+ * is counted as undefined (STATS 0x207), and handled as above. A register written with
+ * the value it held, other than at the faulting offset, cannot be told from one not
+ * written, and is not written again (README "Undefined APIC accesses"). */
+void apic_capture_commit(struct vcpu *v, struct apic_capture *cap)
 {
     struct pcpu *c = v->cpu;
+    uint32_t *pg = cap->page;
+    uint64_t written[APIC_SLOTS / 64] = { 0 };
+    unsigned count = 0, fault_slot = SLOT(cap->fault_off);
+    bool undefined = (cap->fault_off & 0xf) != 0;
     c->stats[STAT_STEPS_DONE]++;
-    if (!a->write)
-        return;
-    if (a->capture && (a->off & ~0xfu) == APIC_ICR_LO) {
-        uint32_t lo = capture[APIC_ICR_LO / 4], hi = capture[APIC_ICR_HI / 4];
-        capture[APIC_ICR_LO / 4] = lo & ~ICR_DELIVERY_PENDING;
-        smpg_icr_write(v, (uint64_t)hi << 32 | lo, false);
-    } else if (a->off == APIC_LDR || a->off == APIC_DFR) {
-        volatile uint32_t *apic = phys_to_virt(a->page);
-        c->apic_ldr = apic[APIC_LDR / 4];
-        c->apic_dfr = apic[APIC_DFR / 4];
+    for (unsigned s = 0; s < APIC_SLOTS; s++) {
+        uint32_t *r = &pg[s * 4];
+        if (r[1] | r[2] | r[3])
+            undefined = true;
+        if (r[0] != cap->fill[s] || (s == fault_slot && (cap->fault_off & 0xf) < 4)) {
+            written[s / 64] |= 1ull << (s % 64);
+            count++;
+        }
     }
+    if (count > 1)
+        undefined = true;
+    if (undefined)
+        c->stats[STAT_APIC_UNDEFINED]++;
+    volatile uint32_t *apic = apic_regs(c);
+    for (unsigned s = 0; s < APIC_SLOTS; s++) {
+        if (!(written[s / 64] >> (s % 64) & 1) || s == SLOT_ICR_LO)
+            continue;
+        apic[s * 4] = pg[s * 4];
+        if (s == SLOT(APIC_LDR) || s == SLOT(APIC_DFR)) {
+            c->apic_ldr = apic[APIC_LDR / 4];
+            c->apic_dfr = apic[APIC_DFR / 4];
+        }
+    }
+    if (written[SLOT_ICR_LO / 64] >> (SLOT_ICR_LO % 64) & 1) {
+        uint32_t lo = pg[APIC_ICR_LO / 4], hi = pg[APIC_ICR_HI / 4];
+        smpg_icr_write(v, (uint64_t)hi << 32 | lo, false);
+        /* The policy may have used this APIC's ICR itself (the NMIs that ask another CPU
+         * to take its INIT): the guest's destination goes back, as it reads it. */
+        apic[APIC_ICR_HI / 4] = hi;
+    }
+    tidy(cap);
 }
 
 int apic_base_write(struct pcpu *c, uint64_t val)

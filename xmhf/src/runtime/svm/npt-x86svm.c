@@ -96,60 +96,58 @@ static void sync_private_paths(void)
     for (uint32_t i = 0; i < g_ncpus; i++) {
         struct svm_cpu *s = g_pcpu[i]->arch_page[2];
         if (s && s->npt.t[0] && s->npt.in)
-            pt_path_sync(&s->npt, npt_root, &npt_heap);
+            pt_path_sync(&s->npt, npt_root, &npt_format, &npt_heap);
     }
 }
 
-/* This CPU's root, with apic_gpa trapped (0: nothing). */
+/* This CPU's root, with apic_gpa watched (0: nothing). */
 void svm_npt_private_init(struct pcpu *c, uint64_t apic_gpa)
 {
     if (!svm_of(c)->npt.t[0] && pt_path_alloc(&svm_of(c)->npt, &npt_heap) != 0)
         panic("NPT: out of table pages");   /* once per CPU; a restart after INIT reuses it */
     if (svm_npt_private_build(svm_of(c), apic_gpa) != 0)
-        panic("CPU %u: cannot trap the APIC page %llx", c->idx, (unsigned long long)apic_gpa);
+        panic("CPU %u: cannot watch the APIC page %llx", c->idx, (unsigned long long)apic_gpa);
 }
 
-/* Makes apic_gpa this CPU's trapped page (0: none; the path then leads to the default
- * base and leaves it mapped). The shared map is split to 4 KiB leaves there first, with
- * the attributes it had. -1 when the page cannot be trapped (hypervisor memory, beyond
- * the physical address width). The caller loads the root and flushes. */
+/* Makes apic_gpa this CPU's watched page (0: none; the path then leads to the default
+ * base and maps it as the shared map does). The shared map is not touched (ptpath.h),
+ * so no relocation costs memory. -1 when the page cannot be watched (hypervisor memory,
+ * beyond the physical address width). The caller loads the root and flushes. */
 int svm_npt_private_build(struct svm_cpu *s, uint64_t apic_gpa)
 {
     uint64_t page = apic_gpa ? apic_gpa : APIC_DEFAULT_BASE;
     if (gpa_in_hypervisor(page, 0x1000) || page >= phys_bits_limit)
         return -1;
     spin_lock(&npt_lock);
-    uint64_t *leaf = npt_lookup(npt_root, page, NULL, &npt_heap);
-    npt_prot_t prot = leaf ? (*leaf & (NPT_RWX | NPT_PWT | NPT_PCD | NPT_NX)) : PROT_UC;
-    if (npt_map(npt_root, page, page, 0x1000, prot, &npt_heap) != 0) {
-        spin_unlock(&npt_lock);
-        panic("NPT: out of table pages");
-    }
-    pt_path_build(&s->npt, npt_root, page, NPT_P | NPT_RW | NPT_US, &npt_heap);
-    if (apic_gpa)
-        *pt_path_leaf(&s->npt) = 0;
+    pt_path_build(&s->npt, npt_root, page, &npt_format, &npt_heap);
     s->apic_gpa = apic_gpa;
-    sync_private_paths();   /* the others take the split (same translations, finer) */
+    if (apic_gpa)
+        svm_npt_apic_entry(s, APIC_MAP_GUARD);
     spin_unlock(&npt_lock);
     return 0;
 }
 
-/* The guest moved its APIC (IA32_APIC_BASE): the trap follows it, or, where the new
- * page cannot be trapped, says so and traps nothing. */
+/* The guest moved its APIC (IA32_APIC_BASE): the watch follows it, or, where the new
+ * page cannot be watched, says so and watches nothing. */
 void svm_npt_retarget(struct pcpu *c, uint64_t apic_gpa)
 {
     if (svm_npt_private_build(svm_of(c), apic_gpa) == 0)
         return;
-    printk("xmhf: CPU %u: APIC page %llx cannot be trapped\n", c->idx,
+    printk("xmhf: CPU %u: APIC page %llx cannot be watched\n", c->idx,
            (unsigned long long)apic_gpa);
     svm_npt_private_build(svm_of(c), 0);
 }
 
-/* The APIC page's entry in this CPU's private leaf table: hpa (uncached, RWX) or, with
- * hpa == 0, not present. Only the owning CPU calls this; it flushes after a removal. */
-void svm_npt_apic_entry(struct svm_cpu *s, uint64_t hpa)
+/* Outside a step the page is the real APIC, present and readable but not writable,
+ * uncached; during a write step it is the capture page, writable, write-back. Only the
+ * owning CPU calls this; it flushes after each change. */
+void svm_npt_apic_entry(struct svm_cpu *s, enum apic_map how)
 {
-    *pt_path_leaf(&s->npt) = hpa ? (hpa | PROT_UC) : 0;
+    uint64_t *leaf = pt_path_leaf(&s->npt);
+    if (how == APIC_MAP_CAPTURE)
+        *leaf = s->cap.pa | NPT_RWX | NPT_MT_WB;
+    else
+        *leaf = s->apic_gpa | NPT_P | NPT_US | NPT_MT_UC;
 }
 
 /* ---- guest-page protection for hypapps (guestmem.c) ----

@@ -1,8 +1,10 @@
-/* Guest SMP on AMD: the guest's xAPIC page is not present in this CPU's nested page
- * table, so each access exits with #NPF; that one instruction is then single-stepped
- * against the real APIC page (reads, other writes) or a per-CPU capture page (any access
- * to the ICR, 0x300-0x31f), and the page leaves the table again when the step ends.
- * DESIGN.md section 4; the policy (what an ICR write means) is smpguest.c/apicstep.c.
+/* Guest SMP on AMD: the guest's xAPIC page is mapped read-only in this CPU's nested page
+ * table, so reads run natively and each write exits with #NPF at its exact guest-physical
+ * address before the APIC sees it; that one instruction is then single-stepped against a
+ * per-CPU capture page holding the real registers' values, and what it wrote is acted on
+ * afterwards (apicstep.h says why capture, and what a write means). The read-only
+ * mapping comes back when the step ends. DESIGN.md section 4; the policy (what an ICR
+ * write means) is smpguest.c.
  *
  * SVM has no monitor trap flag, so a step is RFLAGS.TF plus the #DB intercept (APM
  * Vol. 2, 15.12 "Exception Intercepts"; the single-step trap is taken after exactly one
@@ -62,12 +64,11 @@ static uint8_t tlb_flush_code(const struct svm_cpu *s)
 void svm_smpg_cpu_setup(struct pcpu *c)
 {
     struct svm_cpu *s = svm_of(c);
-    if (!s->capture)            /* once per CPU; a restart after INIT reuses it */
-        s->capture = page_alloc(&s->capture_pa);
+    apic_capture_init(&s->cap, c);
     svm_npt_private_init(c, apic_guest_page());
     if (c->is_bsp)
-        printk("xmhf: xAPIC accesses trapped through per-CPU NPT roots, stepped with %s\n",
-               g_step_method);
+        printk("xmhf: xAPIC page read-only in per-CPU NPT roots, writes stepped with %s "
+               "against a capture page\n", g_step_method);
 }
 
 /* ---- the step ---- */
@@ -88,7 +89,10 @@ static void step_begin(struct svm_cpu *s, enum svm_step kind)
         vm->ctl.intercept1 |= SVM_INTERCEPT_PUSHF | SVM_INTERCEPT_POPF |
                               SVM_INTERCEPT_IRET | SVM_INTERCEPT_INTN;
     vm->ctl.vintr |= SVM_VINTR_MASKING;
-    vm->save.rflags |= RFLAGS_TF;
+    if (kind == STEP_APIC_EVENT)    /* no trap ends it: a physical interrupt will */
+        vm->ctl.intercept1 |= SVM_INTERCEPT_INTR;
+    else
+        vm->save.rflags |= RFLAGS_TF;
 }
 
 /* Undoes what step_begin changed. `executed`: the instruction completed. An IRET that
@@ -96,14 +100,16 @@ static void step_begin(struct svm_cpu *s, enum svm_step kind)
 static void step_end(struct svm_cpu *s, bool executed)
 {
     struct vmcb *vm = s->vmcb;
-    if (s->step == STEP_APIC) {
-        svm_npt_apic_entry(s, 0);
+    if (s->step == STEP_APIC || s->step == STEP_APIC_EVENT) {
+        svm_npt_apic_entry(s, APIC_MAP_GUARD);
         vm->ctl.tlb_control = tlb_flush_code(s);
+        if (!executed)
+            apic_capture_discard(&s->cap);
     }
     vm->ctl.intercept_exc = s->saved_exc;
     vm->ctl.intercept1 = s->saved_int1;
     vm->ctl.vintr = s->saved_vintr;
-    if (!s->step_guest_tf && !(s->step == STEP_IRET && executed))
+    if (!s->step_guest_tf && !(s->step == STEP_IRET && executed) && s->step != STEP_APIC_EVENT)
         vm->save.rflags &= ~RFLAGS_TF;
     vm->save.dr6 = s->step_dr6;
     if (s->step == STEP_IRET && !executed) {
@@ -113,16 +119,22 @@ static void step_end(struct svm_cpu *s, bool executed)
     s->step = STEP_NONE;
 }
 
-/* The #NPF on this CPU's APIC page: begin the step. false when gpa is not that page. */
+/* The #NPF on this CPU's APIC page (a write: the page is readable): begin the step.
+ * false when gpa is not that page. The read-only translation may be cached, so the TLB
+ * is flushed on the way in too (the APM does not say that a #NPF drops it). */
 bool svm_smpg_apic_trap(struct vcpu *v, uint64_t gpa, uint64_t err)
 {
     struct svm_cpu *s = svm_of(v->cpu);
-    if (!s->apic_gpa || (gpa & ~0xfffull) != s->apic_gpa || (err & SVM_NPF_P))
+    (void)err;
+    if (!s->apic_gpa || (gpa & ~0xfffull) != s->apic_gpa)
         return false;
-    apic_access_record(&s->access, s->apic_gpa, gpa, err & SVM_NPF_WRITE);
-    /* Not present -> present: nothing can be cached for it, no flush needed. */
-    svm_npt_apic_entry(s, s->access.capture ? s->capture_pa : s->apic_gpa);
-    step_begin(s, STEP_APIC);
+    apic_capture_fill(&s->cap, v->cpu, (uint32_t)gpa, v->regs);
+    svm_npt_apic_entry(s, APIC_MAP_CAPTURE);
+    s->vmcb->ctl.tlb_control = tlb_flush_code(s);
+    /* A write made by delivering an event (its stack or IDT entry on the page), which
+     * the exit handler injects again: TF would be pushed into the guest's frame and
+     * cleared by the delivery, so the step lasts until the next exit instead. */
+    step_begin(s, (s->vmcb->ctl.exitintinfo & SVM_EVT_VALID) ? STEP_APIC_EVENT : STEP_APIC);
     return true;
 }
 
@@ -149,7 +161,10 @@ static void step_debug(struct vcpu *v, struct svm_cpu *s)
 {
     struct vmcb *vm = s->vmcb;
     uint64_t dr6 = vm->save.dr6;
-    bool executed = (dr6 & DR6_BS) || vm->save.rip != s->step_rip;   /* REP: same RIP */
+    /* A REP string iteration leaves RIP where it was; Bochs does not set DR6.BS for an
+     * intercepted #DB, so the string registers tell. */
+    bool executed = (dr6 & DR6_BS) || vm->save.rip != s->step_rip ||
+                    (s->step == STEP_APIC && apic_capture_string_moved(&s->cap, v->regs));
     uint64_t guest = dr6 & DR6_BN;
     if (executed && s->step_guest_tf)
         guest |= DR6_BS;
@@ -165,7 +180,7 @@ static void step_debug(struct vcpu *v, struct svm_cpu *s)
         return;
     }
     if (kind == STEP_APIC)
-        apic_access_done(v, &s->access, s->capture);
+        apic_capture_commit(v, &s->cap);
     else if (kind == STEP_IRET)
         s->nmi_iret_armed = false;
 }
@@ -197,9 +212,36 @@ static bool step_exception(struct vcpu *v, struct svm_cpu *s, unsigned vec)
 
 /* Every exit while a step is armed comes here first. true: fully handled; false: the
  * step is over (undone) and the exit goes through the normal dispatch. */
+/* The exit that ends a STEP_APIC_EVENT: the event was delivered unless this exit
+ * interrupted its delivery again. An exception the handler raised goes to the guest
+ * (or to the hypervisor's own intercept), an interrupt stays pending for the guest. */
+static bool event_step_exit(struct vcpu *v, struct svm_cpu *s, uint64_t code)
+{
+    struct vmcb *vm = s->vmcb;
+    bool delivered = !(vm->ctl.exitintinfo & SVM_EVT_VALID);
+    uint32_t saved_exc = s->saved_exc;
+    step_end(s, delivered);
+    if (delivered)
+        apic_capture_commit(v, &s->cap);
+    if (code == SVM_EXIT_INTR || code == SVM_EXIT_NMI)
+        return true;
+    if (code >= SVM_EXIT_EXCP(0) && code < SVM_EXIT_EXCP(32)) {
+        unsigned vec = (unsigned)(code - SVM_EXIT_EXCP(0));
+        if (saved_exc & (1u << vec))
+            return false;
+        if (vec == EXC_PF)
+            svm_guest_set_cr2(v, vm->ctl.exitinfo2);
+        arch_guest_inject_exception(v, vec, exc_has_errcode(vec), (uint32_t)vm->ctl.exitinfo1);
+        return true;
+    }
+    return false;
+}
+
 bool svm_smpg_step_exit(struct vcpu *v, uint64_t code)
 {
     struct svm_cpu *s = svm_of(v->cpu);
+    if (s->step == STEP_APIC_EVENT)
+        return event_step_exit(v, s, code);
     if (code == SVM_EXIT_NMI)
         return true;    /* the instruction has not run; the NMI is counted by the host */
     if (code == SVM_EXIT_EXCP(EXC_DB)) {

@@ -23,12 +23,10 @@ struct svm_cpu {
     /* This CPU's nested-page root (npt-x86svm.c): shared tables except the private path
      * to its APIC page, whose entry is not present outside a step. */
     struct pt_path npt;
-    uint64_t apic_gpa;          /* trapped xAPIC page; 0: none (APIC off, x2APIC) */
-    uint32_t *capture;          /* ICR accesses land here during a step */
-    uint64_t capture_pa;
+    uint64_t apic_gpa;          /* watched xAPIC page; 0: none (APIC off, x2APIC) */
+    struct apic_capture cap;    /* a write step runs against its page */
     /* The single-step in progress (smpg-x86svm.c). */
     uint32_t step;              /* enum svm_step */
-    struct apic_access access;  /* STEP_APIC: what is being accessed */
     bool step_guest_tf;         /* RFLAGS.TF was the guest's own at the start */
     uint64_t step_rip, step_dr6;
     uint32_t saved_exc, saved_int1;
@@ -39,19 +37,24 @@ struct svm_cpu {
     bool nmi_iret_armed;        /* nmi_iret_rip: the handler's IRET, maybe not yet run */
     uint64_t nmi_iret_rip;
 };
+_Static_assert(sizeof(struct svm_cpu) <= 4096, "struct svm_cpu lives in one page");
 static inline struct svm_cpu *svm_of(struct pcpu *c) { return c->arch_page[2]; }
 static inline struct vmcb *vmcb_of(struct vcpu *v) { return svm_of(v->cpu)->vmcb; }
 
-/* What a step is for: an APIC access, the IRET that ends the guest's NMI handler, or
- * one instruction out of an interrupt shadow that holds up a pending NMI. */
-enum svm_step { STEP_NONE, STEP_APIC, STEP_IRET, STEP_WINDOW };
+/* What a step is for: an APIC write, an event whose delivery writes the APIC page (no
+ * TF: it lasts until the next exit), the IRET that ends the guest's NMI handler, or one
+ * instruction out of an interrupt shadow that holds up a pending NMI. */
+enum svm_step { STEP_NONE, STEP_APIC, STEP_APIC_EVENT, STEP_IRET, STEP_WINDOW };
 
 /* npt-x86svm.c */
 int svm_npt_map_lazy(uint64_t gpa);
 void svm_npt_private_init(struct pcpu *c, uint64_t apic_gpa);
 int svm_npt_private_build(struct svm_cpu *s, uint64_t apic_gpa);
 void svm_npt_retarget(struct pcpu *c, uint64_t apic_gpa);
-void svm_npt_apic_entry(struct svm_cpu *s, uint64_t hpa);
+/* The APIC page's entry in this CPU's own path: read-only on the real APIC, or the
+ * capture page writable for a step. */
+enum apic_map { APIC_MAP_GUARD, APIC_MAP_CAPTURE };
+void svm_npt_apic_entry(struct svm_cpu *s, enum apic_map how);
 
 /* smpg-x86svm.c */
 void svm_smpg_cpu_setup(struct pcpu *c);

@@ -95,7 +95,7 @@ static void sync_private_paths(void)
     for (uint32_t i = 0; i < g_ncpus; i++) {
         struct vmx_cpu *x = g_pcpu[i]->arch_page[2];
         if (x && x->eptp)
-            pt_path_sync(&x->path, ept_root, &ept_pt_heap);
+            pt_path_sync(&x->path, ept_root, &ept_format, &ept_pt_heap);
     }
 }
 
@@ -105,35 +105,35 @@ void vmx_ept_private_init(struct vmx_cpu *x)
         panic("EPT: out of table pages");
 }
 
-/* Makes apic_gpa this CPU's trapped page (0: none; the path then sits at the default
- * base with nothing missing). The shared map gets 4 KiB pages there first, so the
- * path exists down to a page table. Returns -1 if the page cannot be trapped. */
+/* Makes apic_gpa this CPU's watched page (0: none; the path then sits at the default
+ * base and maps it as the shared map does). The shared map is not touched (ptpath.h),
+ * so no relocation costs memory. Returns -1 if the page cannot be watched (the
+ * hypervisor's own, or beyond the physical address width). */
 int vmx_ept_private_build(struct vmx_cpu *x, uint64_t apic_gpa)
 {
     uint64_t page = apic_gpa ? apic_gpa : APIC_DEFAULT_BASE;
     if (gpa_in_hypervisor(page, PAGE_SIZE_4K) || page >= phys_bits_limit)
         return -1;
     spin_lock(&ept_lock);
-    uint64_t *leaf = ept_lookup(ept_root, page, NULL, &ept_heap);
-    ept_prot_t prot = leaf ? (*leaf & 0x7f & ~EPT_LARGE) : PROT_UC;
-    if (ept_map(ept_root, page, page, PAGE_SIZE_4K, prot, &ept_heap) != 0) {
-        spin_unlock(&ept_lock);
-        panic("EPT: out of table pages");
-    }
-    pt_path_build(&x->path, ept_root, page, EPT_RWX, &ept_pt_heap);
-    if (apic_gpa)
-        *pt_path_leaf(&x->path) = 0;
+    pt_path_build(&x->path, ept_root, page, &ept_format, &ept_pt_heap);
     x->apic_gpa = apic_gpa;
+    if (apic_gpa)
+        vmx_ept_apic_entry(x, APIC_MAP_GUARD);
     x->eptp = x->path.pa[0] | EPTP_WB | EPTP_WALK4;
     spin_unlock(&ept_lock);
     return 0;
 }
 
-/* The APIC page's entry in this CPU's private table: hpa (uncached, RWX) or, with
- * hpa == 0, not present. Only the owning CPU calls this. */
-void vmx_ept_apic_entry(struct vmx_cpu *x, uint64_t hpa)
+/* Outside a step the page is the real APIC, readable (and executable: a fetch only
+ * reads) but not writable, uncached; during a write step it is the capture page,
+ * writable, write-back (it is RAM). Only the owning CPU calls this. */
+void vmx_ept_apic_entry(struct vmx_cpu *x, enum apic_map how)
 {
-    *pt_path_leaf(&x->path) = hpa ? (hpa | PROT_UC) : 0;
+    uint64_t *leaf = pt_path_leaf(&x->path);
+    if (how == APIC_MAP_CAPTURE)
+        *leaf = x->cap.pa | EPT_RWX | (EPT_MT_WB << EPT_MT_SHIFT);
+    else
+        *leaf = x->apic_gpa | EPT_R | EPT_X | (EPT_MT_UC << EPT_MT_SHIFT);
 }
 
 /* ---- guest-page protection for hypapps (guestmem.c) ----

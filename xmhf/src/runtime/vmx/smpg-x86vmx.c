@@ -1,25 +1,39 @@
-/* Guest SMP on Intel: the guest's xAPIC page is missing from this CPU's EPT, so each
- * access exits (EPT violation); the one instruction is then single-stepped against the
- * real APIC page (reads, other writes) or a per-CPU capture page (the ICR), and the
- * mapping is withdrawn again at the end of the step. DESIGN.md section 4.
+/* Guest SMP on Intel: the guest's xAPIC page is mapped read-only in this CPU's EPT, so
+ * reads run natively and each write exits (EPT violation) at its exact guest-physical
+ * address before the APIC sees it; the one instruction is then single-stepped against a
+ * per-CPU capture page holding the real registers' values, and what it wrote is acted on
+ * afterwards (apicstep.h: the ICR through the INIT/STARTUP policy, the rest written to
+ * the real APIC). DESIGN.md section 4.
+ *
+ * Why capture instead of stepping against the real page: the instruction that faulted may
+ * write more than the register it faulted on (a string move, a PUSHA or an event pushed
+ * onto a stack placed on the page, an FXSAVE over it), in any order, so whatever ran
+ * against the real APIC during the step could reach the ICR unseen. Against the capture
+ * page nothing the instruction does reaches the APIC; the hypervisor replays it.
  *
  * The step, and why each part is there:
  *  - Monitor trap flag where IA32_VMX_PROCBASED_CTLS allows it (SDM 26.5.2 "Monitor
- *    Trap Flag"): the MTF exit comes after exactly one instruction and the guest's
- *    RFLAGS are untouched. Otherwise RFLAGS.TF + the #DB intercept, with the guest's own
- *    TF kept aside and its own #DB handed back.
+ *    Trap Flag"): the MTF exit comes after exactly one instruction, after each iteration
+ *    of a REP string instruction (the next iteration faults again and is a step of its
+ *    own, so an ICR write made by an iteration that is not the last is acted on), and
+ *    after the delivery of an event injected at the entry; the guest's RFLAGS are
+ *    untouched. Otherwise RFLAGS.TF + the #DB intercept, with the guest's own TF kept
+ *    aside and its own #DB handed back; DR6.BS tells a completed iteration (RIP unmoved)
+ *    from a step that did not run.
  *  - Interrupts are held off for the step without touching RFLAGS.IF: with MTF by
  *    STI blocking for one instruction (interruptibility state, SDM 24.4.2) where that is
  *    legal; otherwise by external-interrupt exiting, an interrupt first undoing the step
- *    (the guest takes the interrupt, the instruction traps again later). An interrupt
- *    delivered inside the step would run the guest's handler with the APIC page mapped.
+ *    (the guest takes the interrupt, the instruction faults again later). An interrupt
+ *    delivered inside the step would run the guest's handler against the capture page.
  *  - NMIs exit (pin-based NMI exiting) and are only counted during the step; they are
  *    injected afterwards, one per NMI window (virtual NMIs), so none is lost or doubled.
  *  - Every exception is intercepted during the step (exception bitmap all ones): if
- *    the instruction faults, the mapping goes first, then the exception (vector, error
- *    code, CR2) is delivered to the guest as the hardware would have.
- *  - Only the stepping CPU's private page table maps the page, and INVEPT follows each
- *    removal, so no other CPU and no later instruction sees it. */
+ *    the instruction faults, nothing it wrote counts, the mapping goes back first, then
+ *    the exception (vector, error code, CR2) is delivered as the hardware would have.
+ *  - Only the stepping CPU's private page table maps the capture page, and INVEPT follows
+ *    each return to the read-only mapping, so no other CPU and no later instruction
+ *    writes it. The way in needs no INVEPT: an EPT violation invalidates the cached
+ *    translations of the faulting guest-physical address (SDM 29.4.3.1). */
 #include "apic.h"
 #include "ept.h"
 #include "msr.h"
@@ -46,25 +60,24 @@ void vmx_write_proc(struct vmx_cpu *x)
 void vmx_smpg_cpu_setup(struct pcpu *c)
 {
     struct vmx_cpu *x = vmx_of(c);
-    if (!x->capture) {          /* once per CPU; a restart after INIT reuses them */
-        x->capture = page_alloc(&x->capture_pa);
+    if (!x->path.t[0])          /* once per CPU; a restart after INIT reuses it */
         vmx_ept_private_init(x);
-    }
+    apic_capture_init(&x->cap, c);
     if (vmx_ept_private_build(x, apic_guest_page()) != 0)
-        panic("CPU %u: cannot trap the APIC page", c->idx);
+        panic("CPU %u: cannot watch the APIC page", c->idx);
 }
 
-/* The EPT violation on the APIC page: begin the step. Returns false when gpa is not
- * this CPU's APIC page. */
+/* The EPT violation on the APIC page (a write: the page is readable): begin the step.
+ * Returns false when gpa is not this CPU's APIC page. */
 bool vmx_smpg_apic_trap(struct vcpu *v, uint64_t gpa, uint64_t qual)
 {
     struct vmx_cpu *x = vmx_of(v->cpu);
+    (void)qual;
     if (!x->apic_gpa || (gpa & ~0xfffull) != x->apic_gpa)
         return false;
-    apic_access_record(&x->step, x->apic_gpa, gpa, qual & EPTV_WRITE);
+    apic_capture_fill(&x->cap, v->cpu, (uint32_t)gpa, v->regs);
     x->step_rip = vmreadN(VMCS_GUEST_RIP);
-    /* Not present -> present needs no INVEPT: not-present entries are never cached. */
-    vmx_ept_apic_entry(x, x->step.capture ? x->capture_pa : x->apic_gpa);
+    vmx_ept_apic_entry(x, APIC_MAP_CAPTURE);
     x->saved_exc_bitmap = vmread32(VMCS_EXCEPTION_BITMAP);
     vmwrite32(VMCS_EXCEPTION_BITMAP, 0xffffffffu);
 
@@ -80,8 +93,17 @@ bool vmx_smpg_apic_trap(struct vcpu *v, uint64_t gpa, uint64_t qual)
     if (tf && (!x->mtf || !blocked))
         vmwriteN(VMCS_GUEST_PENDING_DBG, vmreadN(VMCS_GUEST_PENDING_DBG) & ~DBG_BS);
     bool vectoring = vmread32(VMCS_IDT_VECTORING_INFO) & INTR_INFO_VALID;
-    x->step_sti = x->step_extint = false;
-    if (x->mtf) {
+    x->step_sti = x->step_extint = x->step_event = false;
+    if (vectoring && !x->mtf) {
+        /* The write came from delivering an event (its stack or its IDT entry is on the
+         * page), which the exit handler injects again. TF would be pushed into the
+         * guest's frame and cleared by the delivery, so there is no trap to end the
+         * step: it lasts until the next exit of any kind, which external-interrupt
+         * exiting bounds by the next physical interrupt whatever the guest's IF. */
+        x->step_event = true;
+        vmwrite32(VMCS_PIN_CTLS, x->pin | PIN_EXTINT_EXIT);
+        x->step_extint = true;
+    } else if (x->mtf) {
         /* Interrupts held for the one instruction by STI blocking where that is legal
          * (IF = 1, no other blocking, no event being injected, and TF = 0, since STI
          * blocking with TF would need a pending #DB: 26.3.1.5); else, with IF = 1 and
@@ -110,13 +132,14 @@ bool vmx_smpg_apic_trap(struct vcpu *v, uint64_t gpa, uint64_t qual)
     return true;
 }
 
-/* Ends the step: the page leaves the private table (then INVEPT, so no cached
- * translation outlives it), the controls go back, and a completed ICR write is acted on. */
+/* Ends the step: the real page comes back read-only (then INVEPT, so no cached writable
+ * translation of the capture page outlives the step), the controls go back, and what a
+ * completed instruction wrote is acted on. */
 static void step_finish(struct vcpu *v, bool executed)
 {
     struct pcpu *c = v->cpu;
     struct vmx_cpu *x = vmx_of(c);
-    vmx_ept_apic_entry(x, 0);
+    vmx_ept_apic_entry(x, APIC_MAP_GUARD);
     invept_all();
     x->stepping = false;
     vmwrite32(VMCS_EXCEPTION_BITMAP, x->saved_exc_bitmap);
@@ -126,7 +149,9 @@ static void step_finish(struct vcpu *v, bool executed)
     if (!x->mtf && !x->step_guest_tf)
         vmwriteN(VMCS_GUEST_RFLAGS, vmreadN(VMCS_GUEST_RFLAGS) & ~RFLAGS_TF);
     if (executed)
-        apic_access_done(v, &x->step, x->capture);
+        apic_capture_commit(v, &x->cap);
+    else
+        apic_capture_discard(&x->cap);
 }
 
 /* An exception the stepped instruction raised, after the step is undone: delivered to
@@ -157,7 +182,10 @@ static void redeliver_exception(uint32_t info)
 static void step_debug(struct vcpu *v, struct vmx_cpu *x)
 {
     uint64_t q = vmreadN(VMCS_EXIT_QUALIFICATION) & (DBG_BS | 0xf);
-    bool executed = vmreadN(VMCS_GUEST_RIP) != x->step_rip;
+    /* BS: the step's own trap, after the instruction or one iteration of a REP string
+     * instruction (which leaves RIP where it was). */
+    bool executed = (q & DBG_BS) || vmreadN(VMCS_GUEST_RIP) != x->step_rip ||
+                    apic_capture_string_moved(&x->cap, v->regs);
     bool guest_tf = x->mtf ? (vmreadN(VMCS_GUEST_RFLAGS) & RFLAGS_TF) : x->step_guest_tf;
     step_finish(v, executed);
     if (!guest_tf)
@@ -171,8 +199,25 @@ static void step_debug(struct vcpu *v, struct vmx_cpu *x)
 bool vmx_smpg_step_exit(struct vcpu *v, uint32_t basic)
 {
     struct vmx_cpu *x = vmx_of(v->cpu);
+    if (x->step_event) {
+        /* Whatever exit comes first ends it: the event was delivered unless this exit
+         * interrupted its delivery again. An exception the handler raised goes to the
+         * guest as usual; an interrupt stays pending for the guest. */
+        bool delivered = !(vmread32(VMCS_IDT_VECTORING_INFO) & INTR_INFO_VALID);
+        uint32_t info = vmread32(VMCS_EXIT_INTR_INFO);
+        step_finish(v, delivered);
+        if (basic == EXIT_EXTINT)
+            return true;
+        if (basic == EXIT_EXCEPTION_NMI && (info & (7u << 8)) != INTR_TYPE_NMI) {
+            redeliver_exception(info);
+            return true;
+        }
+        return false;
+    }
     if (basic == EXIT_MTF) {
-        step_finish(v, vmreadN(VMCS_GUEST_RIP) != x->step_rip);
+        /* After the instruction, one iteration of a REP string instruction (RIP unmoved),
+         * or the delivery of an event re-injected at the entry: in each case it ran. */
+        step_finish(v, true);
         return true;
     }
     if (basic == EXIT_EXCEPTION_NMI) {
@@ -244,8 +289,9 @@ void vmx_nmi_prepare(struct pcpu *c)
         /* INIT from another CPU (smpguest.c): a step in progress is abandoned with its
          * mapping; the whole VMCS is written afresh at the restart. */
         if (x->stepping) {
-            vmx_ept_apic_entry(x, 0);
+            vmx_ept_apic_entry(x, APIC_MAP_GUARD);
             invept_all();
+            apic_capture_discard(&x->cap);
             x->stepping = false;
         }
         x->nmi_window = false;

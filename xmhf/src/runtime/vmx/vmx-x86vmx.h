@@ -15,23 +15,26 @@ struct vmx_cpu {
     struct gregs launch_regs;
     uint64_t eptp;                              /* this CPU's root: its own APIC hole */
     struct pt_path path;                        /* private PML4, PDPT, PD, PT down to it */
-    uint64_t apic_gpa;                          /* trapped xAPIC page; 0: none (off, x2APIC) */
-    uint32_t *capture;                          /* ICR writes land here during a step */
-    uint64_t capture_pa;
+    uint64_t apic_gpa;                          /* watched xAPIC page; 0: none (off, x2APIC) */
+    struct apic_capture cap;                    /* a write step runs against its page */
     bool mtf;                                   /* step with MTF, else RFLAGS.TF + #DB */
     bool nmi_window;                            /* NMI-window exiting requested */
     /* The step in progress (smpg-x86vmx.c). */
     bool stepping, step_sti, step_extint, step_guest_tf;
-    struct apic_access step;
+    bool step_event;        /* TF mode: an event's delivery wrote the page (no TF) */
     uint64_t step_rip;
     uint32_t saved_exc_bitmap;
 };
+_Static_assert(sizeof(struct vmx_cpu) <= 4096, "struct vmx_cpu lives in one page");
 static inline struct vmx_cpu *vmx_of(struct pcpu *c) { return c->arch_page[2]; }
 
 int vmx_ept_map_lazy(uint64_t gpa);
 void vmx_ept_private_init(struct vmx_cpu *x);
 int vmx_ept_private_build(struct vmx_cpu *x, uint64_t apic_gpa);
-void vmx_ept_apic_entry(struct vmx_cpu *x, uint64_t hpa);
+/* The APIC page's entry in this CPU's private path: read-only on the real APIC, or the
+ * capture page writable for a step. */
+enum apic_map { APIC_MAP_GUARD, APIC_MAP_CAPTURE };
+void vmx_ept_apic_entry(struct vmx_cpu *x, enum apic_map how);
 
 /* smpg-x86vmx.c */
 void vmx_smpg_cpu_setup(struct pcpu *c);
