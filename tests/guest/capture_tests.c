@@ -214,3 +214,111 @@ bool t_apic_write_straddle(struct test_result *r)
                          e1 - e0, icr1 - icr0);
     return test_pass(r, "one #PF at the next page; the step ended by it, nothing written");
 }
+
+/* ---- WRMSR that may fault ----------------------------------------------------------- */
+void cap_wrmsr_insn(void), cap_wrmsr_recover(void);
+
+__attribute__((noinline, noclone)) unsigned wrmsr_faults(uint32_t msr, uint64_t val,
+                                                      struct fault_info *f)
+{
+    fault_expect((const void *)cap_wrmsr_recover);
+    __asm__ volatile(".globl cap_wrmsr_insn, cap_wrmsr_recover\n"
+                     "cap_wrmsr_insn: wrmsr\n"
+                     "cap_wrmsr_recover:"
+                     : : "c"(msr), "a"((uint32_t)val), "d"((uint32_t)(val >> 32)) : "memory");
+    return fault_expect_end(f);
+}
+
+/* ---- apic_base_anywhere: IA32_APIC_BASE over RAM, above 4 GiB, 10,000 times -------- */
+/* SDM 11.4.4: the base may be any page within the physical address width. The BSP's
+ * APIC goes over a RAM page (the RAM must be intact after it leaves), then above 4 GiB
+ * (the guest maps 4-5 GiB uncached through one more page directory), then moves there
+ * 10,000 times: the hypervisor's free heap (STATS 0x2ff) must be the same after as after
+ * the first move. At each place the ID reads right and a TPR write is a step. A base on
+ * the hypervisor's own region gets #GP. Then home. Not on QEMU, which keeps its xAPIC
+ * at 0xfee00000 whatever IA32_APIC_BASE says. */
+#define HIGH_PD_PAGE 0x9e000u               /* free low memory (guest.h's map) */
+#define HIGH_BASE    0x100000000ull
+#define RAM_APIC     0x00680000ull
+#define RELOCS       10000u
+#define ST_HEAP_FREE 0x2ffull
+
+static uint64_t reloc_page(unsigned i)
+{
+    return HIGH_BASE + (uint64_t)(i % 512) * 0x200000 + (uint64_t)(i / 512) * 0x1000;
+}
+
+static void set_base(uint64_t flags, uint64_t page)
+{
+    wrmsr(MSR_APIC_BASE, flags | page);
+    this_cpu()->apic_base = page;
+}
+
+bool t_apic_base_anywhere(struct test_result *r)
+{
+    if (smbios_manufacturer_is("QEMU"))
+        return test_pass(r, "(skipped: QEMU does not relocate the xAPIC)");
+    const bool hv = hv_present();
+    const uint64_t msr0 = rdmsr(MSR_APIC_BASE), home = msr0 & APIC_BASE_ADDR;
+    const uint64_t flags = msr0 & ~APIC_BASE_ADDR;
+    const uint32_t id = apic_read(APIC_ID);
+    uint64_t *pdpt = (uint64_t *)(uintptr_t)(GUEST_PT_BASE + 0x1000);
+    uint64_t *pd = (uint64_t *)(uintptr_t)HIGH_PD_PAGE;
+    struct runtime_info ri = { 0, 0, 0 };
+    char why[64];
+    struct fault_info f = { 0, 0, 0, 0 };
+    unsigned gp = 0;
+
+    if (msr0 & APIC_BASE_EXTD)
+        return test_fail(r, "the APIC is in x2APIC mode (IA32_APIC_BASE 0x%lx)", msr0);
+    for (unsigned i = 0; i < 512; i++)
+        pd[i] = (HIGH_BASE + i * 0x200000ull) | 0x9b;   /* P, RW, PWT, PCD, 2 MiB */
+    pdpt[4] = HIGH_PD_PAGE | 0x3;
+    __asm__ volatile("mov %%cr3, %%rax; mov %%rax, %%cr3" ::: "rax", "memory");
+    volatile uint32_t *ram = (volatile uint32_t *)(uintptr_t)(RAM_APIC + APIC_ID);
+    *ram = 0x5a5a1234u;
+
+    const uint64_t s0 = stat(ST_APIC_STEPS);
+    set_base(flags, RAM_APIC);
+    const uint32_t id_ram = mmio_read32(RAM_APIC + APIC_ID);
+    mmio_write32(RAM_APIC + APIC_TPR, mmio_read32(RAM_APIC + APIC_TPR));
+    const uint64_t s1 = stat(ST_APIC_STEPS);
+    set_base(flags, reloc_page(0));
+    const uint64_t heap0 = stat(ST_HEAP_FREE);
+    for (unsigned i = 1; i <= RELOCS; i++)
+        set_base(flags, reloc_page(i));
+    const uint64_t heap1 = stat(ST_HEAP_FREE);
+    const uint64_t hi = reloc_page(RELOCS);
+    const uint32_t id_hi = mmio_read32(hi + APIC_ID);
+    mmio_write32(hi + APIC_TPR, mmio_read32(hi + APIC_TPR));
+    const uint64_t s2 = stat(ST_APIC_STEPS);
+    if (hv && get_runtime_info(&ri, why, sizeof why))
+        gp = wrmsr_faults(MSR_APIC_BASE, flags | ri.base, &f);
+    const uint64_t msr_gp = rdmsr(MSR_APIC_BASE);
+    set_base(flags, home);
+    const uint32_t id_home = apic_read(APIC_ID), ram_after = *ram;
+    pdpt[4] = 0;
+    __asm__ volatile("mov %%cr3, %%rax; mov %%rax, %%cr3" ::: "rax", "memory");
+
+    if (id_ram != id || id_hi != id || id_home != id)
+        return test_fail(r, "APIC ID 0x%x over RAM at 0x%llx, 0x%x at 0x%lx, 0x%x at home; "
+                         "expected 0x%x", id_ram, RAM_APIC, id_hi, hi, id_home, id);
+    if (ram_after != 0x5a5a1234u)
+        return test_fail(r, "the RAM under the APIC reads 0x%x after it left, expected "
+                         "0x5a5a1234", ram_after);
+    if (!hv)
+        return test_pass(r, "over RAM, above 4 GiB, %u moves (native: no exit counts)",
+                         RELOCS);
+    if (s1 - s0 != 1 || s2 - s1 != 1)
+        return test_fail(r, "TPR writes over RAM / above 4 GiB: steps +%lu / +%lu, "
+                         "expected 1 each", s1 - s0, s2 - s1);
+    if (heap0 != heap1)
+        return test_fail(r, "%u moves of the APIC cost %ld heap pages (%lu -> %lu free)",
+                         RELOCS, (long)(heap0 - heap1), heap0, heap1);
+    if (gp != 1 || f.vector != VEC_GP || msr_gp != (flags | hi))
+        return test_fail(r, "IA32_APIC_BASE on the hypervisor (0x%lx): %u faults (%s), "
+                         "then 0x%lx", ri.base, gp, gp ? trap_name(f.vector) : "none",
+                         msr_gp);
+    return test_pass(r, "over RAM, above 4 GiB, %u moves: heap %lu pages free before and "
+                     "after; on the hypervisor: #GP", RELOCS, heap1);
+}

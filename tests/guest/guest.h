@@ -17,8 +17,11 @@
  *   0x77000-0x77fff  a 4 KiB page table for apic_fault_movs (splits the 2 MiB page at
  *                    NP_REGION; one of its pages is not present)
  *   0x78000-0x7ffff  64-bit stack of the boot CPU (top 0x80000)
- *   0x80000-0x9efff  free; the EBDA follows
+ *   0x80000-0x9dfff  free
+ *   0x9e000-0x9efff  page directory for 4-5 GiB (apic_base_anywhere, uncached); the EBDA
+ *                    follows
  *   0x600000-0x601fff  pages the wprot_pages case has the hypapp protect
+ *   0x680000         a RAM page apic_base_anywhere puts the APIC over
  * The APs' 64-bit stacks are in .bss (smp.c).
  */
 #ifndef GUEST_H
@@ -331,6 +334,9 @@ bool t_apic_movs_registers(struct test_result *r);
 bool t_apic_rep_iteration(struct test_result *r);
 bool t_apic_event_push(struct test_result *r);
 bool t_apic_write_straddle(struct test_result *r);
+bool t_apic_base_anywhere(struct test_result *r);
+/* WRMSR that may fault: the number of exceptions it raised, the first in *f. */
+unsigned wrmsr_faults(uint32_t msr, uint64_t val, struct fault_info *f);
 void print_hv_stats(void);
 
 /* ---- apic.c: the local APIC in xAPIC mode (SDM Vol. 3A, chapter 11) --------------- */

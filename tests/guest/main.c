@@ -30,6 +30,7 @@ static const struct guest_test tests[] = {
     { "apic_rep_iteration",       t_apic_rep_iteration },
     { "apic_event_push",          t_apic_event_push },
     { "apic_write_straddle",      t_apic_write_straddle },
+    { "apic_base_anywhere",       t_apic_base_anywhere },
     /* hypapps other than helloworld (hypapp_tests.c); skipped when not built in */
     { "wprot_pages",              t_wprot_pages },
     { "iomon_ports",              t_iomon_ports },

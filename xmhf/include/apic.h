@@ -22,5 +22,7 @@
 #define ICR_DELIVERY_PENDING (1u << 12)
 #define ICR_LEVEL_ASSERT   (1u << 14)
 #define ICR_TRIGGER_LEVEL  (1u << 15)
+/* 11.12.9: the x2APIC ICR (MSR 0x830); bits 12-13, 16-17, 20-31 reserved (#GP, 11.12.1.3) */
+#define X2APIC_ICR_RESERVED 0x00000000fff33000ull
 
 #endif

@@ -33,8 +33,9 @@ struct apic_capture {
  * in x2APIC mode (nothing to watch in memory then). */
 uint64_t apic_guest_page(void);
 
-/* The hypervisor's own uncached mapping of this CPU's APIC registers (xAPIC mode). */
-volatile uint32_t *apic_regs(struct pcpu *c);
+/* The hypervisor's own uncached mapping of the calling CPU's APIC registers (xAPIC
+ * mode), wherever IA32_APIC_BASE puts them. */
+volatile uint32_t *apic_regs(void);
 
 /* Once per CPU: the capture page, and which registers this APIC has (its version
  * register's max LVT entry says which LVTs exist; a read of a missing register would
@@ -65,7 +66,7 @@ void apic_capture_discard(struct apic_capture *cap);
 int apic_base_write(struct pcpu *c, uint64_t val);
 
 /* A guest write of the x2APIC ICR (MSR 0x830): -1 (#GP) outside x2APIC mode or with a
- * reserved bit set, else handled through smpg_icr_write and 0. */
+ * reserved bit set (AMD: bit 12 ignored), else handled through smpg_icr_write and 0. */
 int apic_x2apic_icr_write(struct vcpu *v, uint64_t val);
 
 #endif

@@ -18,10 +18,47 @@ uint64_t apic_guest_page(void)
     return base & APIC_BASE_ADDR;
 }
 
-volatile uint32_t *apic_regs(struct pcpu *c)
+/* The hypervisor's own window onto each CPU's APIC: one page-table page whose entry
+ * idx maps CPU idx's APIC registers, uncached (PCD|PWT: PAT entry 3, UC at power-on), at
+ * APIC_WINDOW_VBASE + idx * 4 KiB, in the top 1 GiB of the address space the runtime's
+ * tables leave free. The entry follows IA32_APIC_BASE, so the guest may put its APIC
+ * anywhere the processor allows (above 4 GiB, over RAM, which the identity map would
+ * reach write-back) any number of times at no cost in memory. Before the window exists
+ * (boot, the firmware's base below 4 GiB, uncached by the MTRRs) the identity map serves. */
+#define APIC_WINDOW_VBASE 0xffffffffc0000000ull
+#define HOST_PTE_P   (1ull << 0)
+#define HOST_PTE_RW  (1ull << 1)
+#define HOST_PTE_PWT (1ull << 3)
+#define HOST_PTE_PCD (1ull << 4)
+static uint64_t *apic_window_pt;
+static volatile bool apic_window_on;
+_Static_assert(MAX_CPUS <= 512, "one window entry per CPU");
+
+static void apic_window_init(void)
 {
-    (void)c;
-    return phys_to_virt(rdmsr(MSR_IA32_APIC_BASE) & APIC_BASE_ADDR);
+    uint64_t *pml4 = phys_to_virt(g_bp->pml4_phys);
+    uint64_t *pdpt = phys_to_virt(pml4[511] & APIC_BASE_ADDR);
+    uint64_t pd_pa, pt_pa;
+    uint64_t *pd = page_alloc(&pd_pa);
+    apic_window_pt = page_alloc(&pt_pa);
+    pd[0] = pt_pa | HOST_PTE_P | HOST_PTE_RW;
+    pdpt[511] = pd_pa | HOST_PTE_P | HOST_PTE_RW;
+    __atomic_store_n(&apic_window_on, true, __ATOMIC_RELEASE);
+}
+
+volatile uint32_t *apic_regs(void)
+{
+    uint64_t pa = rdmsr(MSR_IA32_APIC_BASE) & APIC_BASE_ADDR;
+    if (!__atomic_load_n(&apic_window_on, __ATOMIC_ACQUIRE))
+        return phys_to_virt(pa);
+    struct pcpu *c = this_pcpu();
+    uint64_t va = APIC_WINDOW_VBASE + (uint64_t)c->idx * 0x1000;
+    uint64_t want = pa | HOST_PTE_P | HOST_PTE_RW | HOST_PTE_PCD | HOST_PTE_PWT;
+    if (apic_window_pt[c->idx] != want) {
+        apic_window_pt[c->idx] = want;
+        __asm__ volatile("invlpg (%0)" :: "r"(va) : "memory");
+    }
+    return (volatile uint32_t *)(uintptr_t)va;
 }
 
 static void set_readable(struct apic_capture *cap, unsigned slot)
@@ -45,6 +82,8 @@ void apic_capture_init(struct apic_capture *cap, struct pcpu *c)
         0x020, 0x030, 0x080, 0x0a0, 0x0d0, 0x0e0, 0x0f0, 0x280, 0x300, 0x310,
         0x320, 0x350, 0x360, 0x370, 0x380, 0x390, 0x3e0,
     };
+    if (c->is_bsp && !apic_window_on)
+        apic_window_init();     /* before any guest runs; the APs are parked */
     if (!cap->page)
         cap->page = page_alloc(&cap->pa);
     memset(cap->readable, 0, sizeof(cap->readable));
@@ -54,7 +93,7 @@ void apic_capture_init(struct apic_capture *cap, struct pcpu *c)
         set_readable(cap, s);
     uint32_t max_lvt = 3;
     if (apic_guest_page())
-        max_lvt = (apic_regs(c)[0x030 / 4] >> 16) & 0xff;
+        max_lvt = (apic_regs()[0x030 / 4] >> 16) & 0xff;
     if (max_lvt >= 4)
         set_readable(cap, SLOT(0x340));
     if (max_lvt >= 5)
@@ -70,7 +109,8 @@ void apic_capture_init(struct apic_capture *cap, struct pcpu *c)
 void apic_capture_fill(struct apic_capture *cap, struct pcpu *c, uint32_t off,
                        const struct gregs *g)
 {
-    volatile uint32_t *apic = apic_regs(c);
+    volatile uint32_t *apic = apic_regs();
+    (void)c;
     cap->fault_off = off & 0xfff;
     cap->string_regs[0] = g->r[R_CX];
     cap->string_regs[1] = g->r[R_SI];
@@ -139,7 +179,7 @@ void apic_capture_commit(struct vcpu *v, struct apic_capture *cap)
         undefined = true;
     if (undefined)
         c->stats[STAT_APIC_UNDEFINED]++;
-    volatile uint32_t *apic = apic_regs(c);
+    volatile uint32_t *apic = apic_regs();
     for (unsigned s = 0; s < APIC_SLOTS; s++) {
         if (!(written[s / 64] >> (s % 64) & 1) || s == SLOT_ICR_LO)
             continue;
@@ -172,10 +212,28 @@ int apic_base_write(struct pcpu *c, uint64_t val)
     return wrmsr_safe(c, MSR_IA32_APIC_BASE, val);
 }
 
+/* SDM 11.12.1.3 "Reserved Bit Checking": a WRMSR that sets a reserved bit of an x2APIC
+ * register raises #GP; the x2APIC ICR's reserved bits are 12-13, 16-17 and 20-31 (11.12.9,
+ * no delivery status in x2APIC mode). AMD keeps bit 12 as the read-only delivery status
+ * (APM Vol. 2, 16.11 "x2APIC"): written, it is ignored there, not a fault. */
+static bool cpu_is_amd(void)
+{
+    uint32_t r[4];
+    cpuid(0, 0, r);
+    return r[1] == 0x68747541u;     /* "Auth" of AuthenticAMD */
+}
+
 int apic_x2apic_icr_write(struct vcpu *v, uint64_t val)
 {
     if (!(rdmsr(MSR_IA32_APIC_BASE) & APIC_BASE_EXTD))
         return -1;      /* x2APIC MSRs do not exist in xAPIC mode */
+    uint64_t reserved = X2APIC_ICR_RESERVED;
+    if (cpu_is_amd()) {
+        reserved &= ~(uint64_t)ICR_DELIVERY_PENDING;
+        val &= ~(uint64_t)ICR_DELIVERY_PENDING;
+    }
+    if (val & reserved)
+        return -1;
     smpg_icr_write(v, val, true);
     return 0;
 }

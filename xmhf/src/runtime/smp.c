@@ -4,6 +4,7 @@
  * INIT/SIPI are a separate matter (smpg-*.c). */
 #include "acpi.h"
 #include "apic.h"
+#include "apicstep.h"
 #include "msr.h"
 #include "xmhf.h"
 
@@ -24,9 +25,11 @@ static bool x2apic_mode(void)
            (APIC_BASE_EN | APIC_BASE_EXTD);
 }
 
+/* Through the hypervisor's own uncached window (apicstep.c): the guest may have moved
+ * the APIC anywhere, above 4 GiB or over RAM. */
 static volatile uint32_t *xapic_reg(uint32_t off)
 {
-    return phys_to_virt((rdmsr(MSR_IA32_APIC_BASE) & APIC_BASE_ADDR) + off);
+    return apic_regs() + off / 4;
 }
 
 uint32_t lapic_id(void)
@@ -42,6 +45,8 @@ void lapic_send_ipi_raw(uint32_t dest, uint32_t icr_lo)
         wrmsr(X2APIC_MSR(APIC_ICR_LO), ((uint64_t)dest << 32) | icr_lo);
         return;
     }
+    if (!(rdmsr(MSR_IA32_APIC_BASE) & APIC_BASE_EN))
+        return;     /* the guest disabled it: no IPI can go, and its page may be RAM */
     *xapic_reg(APIC_ICR_HI) = dest << 24;
     *xapic_reg(APIC_ICR_LO) = icr_lo;
     for (unsigned i = 0; i < 100000u && (*xapic_reg(APIC_ICR_LO) & ICR_DELIVERY_PENDING); i++)
