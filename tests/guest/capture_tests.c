@@ -103,7 +103,7 @@ bool t_apic_movs_registers(struct test_result *r)
 bool t_apic_rep_iteration(struct test_result *r)
 {
     if (!hv_present())
-        return test_pass(r, "(native: skipped, Bochs stops on the undefined write)");
+        return test_skip(r, "native: Bochs stops on the undefined write");
     static volatile uint32_t buf[2];
     const uint32_t tpr0 = apic_read(APIC_TPR);
     buf[0] = 0;
@@ -155,11 +155,11 @@ uint64_t cap_saved_rsp;
 bool t_apic_event_push(struct test_result *r)
 {
     if (!hv_present())
-        return test_pass(r, "(native: skipped, Bochs stops on the 8-byte APIC writes)");
+        return test_skip(r, "native: Bochs stops on the 8-byte APIC writes");
     /* Bochs's SVM reports a stale EXITINTINFO for a fault in the delivery of INT n (the
      * last injected event, not the INT), which the hypervisor re-injects. */
     if (cpu_is_amd && !smbios_manufacturer_is("QEMU"))
-        return test_pass(r, "(skipped: Bochs SVM's EXITINTINFO for INT n is stale)");
+        return test_skip(r, "Bochs SVM's EXITINTINFO for INT n is stale");
     const uint32_t hi0 = apic_read(APIC_ICR_HI);
     idt_set_gate(VEC_CAP_INT, cap_int_handler);
     const uint64_t icr0 = stat(ST_ICR_WRITES), u0 = stat(ST_UNDEFINED);
@@ -257,7 +257,7 @@ static void set_base(uint64_t flags, uint64_t page)
 bool t_apic_base_anywhere(struct test_result *r)
 {
     if (smbios_manufacturer_is("QEMU"))
-        return test_pass(r, "(skipped: QEMU does not relocate the xAPIC)");
+        return test_skip(r, "QEMU does not relocate the xAPIC");
     const bool hv = hv_present();
     const uint64_t msr0 = rdmsr(MSR_APIC_BASE), home = msr0 & APIC_BASE_ADDR;
     const uint64_t flags = msr0 & ~APIC_BASE_ADDR;

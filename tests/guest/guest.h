@@ -290,7 +290,7 @@ bool hv_present(void);
 
 /* ---- test cases ------------------------------------------------------------------- */
 struct test_result {
-    char msg[192];      /* FAIL reason, or optional detail of a PASS */
+    char msg[192];      /* FAIL reason, optional detail of a PASS, or why it was skipped */
 };
 
 /* Formats the FAIL reason into r->msg and returns false, for `return test_fail(...)`. */
@@ -298,6 +298,13 @@ bool test_fail(struct test_result *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Formats an optional detail shown after a PASS and returns true. */
 bool test_pass(struct test_result *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* The case cannot run on this machine (too few CPUs, a missing feature): formats why,
+ * marks it skipped (this_cpu()->case_skipped, read after run_case) and returns true. It
+ * is reported "SKIP" and counted apart from the passes, so a run never claims a check it
+ * did not make. test_pass and test_fail clear the mark (a sub-case's skip does not make
+ * its enclosing case a skip). */
+bool test_skip(struct test_result *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 struct guest_test {
@@ -452,6 +459,7 @@ struct cpu {
         struct fault_info first;
     } expect;
     bool test_running;
+    bool case_skipped;              /* the case that just ended called test_skip */
     char *abort_msg;
     size_t abort_msg_size;
     struct jump_buf abort_jb;

@@ -46,6 +46,7 @@ bool test_fail(struct test_result *r, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(r->msg, sizeof r->msg, fmt, ap);
     va_end(ap);
+    this_cpu()->case_skipped = false;
     return false;
 }
 
@@ -55,6 +56,17 @@ bool test_pass(struct test_result *r, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(r->msg, sizeof r->msg, fmt, ap);
     va_end(ap);
+    this_cpu()->case_skipped = false;
+    return true;
+}
+
+bool test_skip(struct test_result *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->msg, sizeof r->msg, fmt, ap);
+    va_end(ap);
+    this_cpu()->case_skipped = true;
     return true;
 }
 
@@ -70,6 +82,7 @@ bool run_case(const struct guest_test *t, struct test_result *r)
     bool ok;
 
     memset(r, 0, sizeof *r);
+    c->case_skipped = false;
     c->abort_msg = r->msg;
     c->abort_msg_size = sizeof r->msg;
     if (guest_setjmp(&c->abort_jb) == 0) {
@@ -99,7 +112,7 @@ void guest_shutdown(void)
 
 void guest_main(void)
 {
-    unsigned passed = 0, failed = 0;
+    unsigned passed = 0, failed = 0, skipped = 0;
 
     percpu_init_bsp();                  /* first: the trap handlers use this_cpu() */
     serial_init();
@@ -127,17 +140,25 @@ void guest_main(void)
         const struct guest_test *t = &tests[i];
         struct test_result result;
         bool ok = run_case(t, &result);
-        if (ok)
-            passed++;
-        else
+        const bool skip = ok && this_cpu()->case_skipped;
+        const char *verdict = !ok ? "FAIL" : skip ? "SKIP" : "PASS";
+        if (!ok)
             failed++;
-        if (result.msg[0])
-            con_printf("guest: %s %s: %s\n", ok ? "PASS" : "FAIL", t->name, result.msg);
+        else if (skip)
+            skipped++;
         else
-            con_printf("guest: %s %s\n", ok ? "PASS" : "FAIL", t->name);
+            passed++;
+        if (result.msg[0])
+            con_printf("guest: %s %s: %s\n", verdict, t->name, result.msg);
+        else
+            con_printf("guest: %s %s\n", verdict, t->name);
     }
 
     print_hv_stats();
-    con_printf("guest: %u passed, %u failed\n", passed, failed);
+    /* ", S skipped" only when there are any, so the line stays "P passed, F failed". */
+    if (skipped)
+        con_printf("guest: %u passed, %u failed, %u skipped\n", passed, failed, skipped);
+    else
+        con_printf("guest: %u passed, %u failed\n", passed, failed);
     guest_shutdown();
 }

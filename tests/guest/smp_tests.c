@@ -150,7 +150,7 @@ bool t_ap_starts_ap(struct test_result *r)
     if (!madt_ok)
         return test_fail(r, "MADT: %s", madt_why);
     if (ncpus < 3)
-        return test_pass(r, "(skipped: needs 3 CPUs)");
+        return test_skip(r, "needs 3 CPUs");
     struct cpu *ap1 = &cpus[1], *ap2 = &cpus[ncpus - 1];
     if (ap1->state == CPU_OFFLINE && !smp_start_ap(ap1, why, sizeof why))
         return test_fail(r, "starting AP 1 from the BSP: %s", why);
@@ -568,7 +568,7 @@ bool t_apic_relocate(struct test_result *r)
     /* Checked natively: QEMU (TCG) keeps the xAPIC at 0xfee00000 whatever
      * IA32_APIC_BASE says, so the case cannot pass there with or without a hypervisor. */
     if (smbios_manufacturer_is("QEMU"))
-        return test_pass(r, "(skipped: QEMU does not relocate the xAPIC)");
+        return test_skip(r, "QEMU does not relocate the xAPIC");
     for (uint32_t i = 0; i < e820_count; i++) {
         const struct e820_slot *e = &e820_map[i];
         if (e->length && e->base < APIC_ALT_BASE + 0x1000 && e->base + e->length > APIC_ALT_BASE)
@@ -718,7 +718,7 @@ bool t_ap_restart(struct test_result *r)
     if (!madt_ok)
         return test_fail(r, "MADT: %s", madt_why);
     if (ncpus < 2)
-        return test_pass(r, "(skipped: needs 2 CPUs)");
+        return test_skip(r, "needs 2 CPUs");
     struct cpu *ap = &cpus[1];
     for (unsigned round = 1; round <= RESTART_ROUNDS; round++) {
         struct test_result rr = { "" };
@@ -1003,10 +1003,10 @@ bool t_x2apic_mode(struct test_result *r)
     if (!madt_ok)
         return test_fail(r, "MADT: %s", madt_why);
     if (ncpus < 2)
-        return test_pass(r, "(skipped: needs 2 CPUs)");
+        return test_skip(r, "needs 2 CPUs");
     __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
     if (!(c & CPUID1_ECX_X2APIC))
-        return test_pass(r, "(skipped: no x2APIC)");
+        return test_skip(r, "no x2APIC");
     struct cpu *ap = &cpus[1];
     if (ap->state != CPU_ONLINE)
         return test_fail(r, "AP 1 is not online");
