@@ -121,9 +121,18 @@ def parse_memory(text):
     return int(mb)
 
 
+def version():
+    try:
+        with open(os.path.join(REPO, "VERSION")) as f:
+            return f.read().strip()
+    except OSError:
+        return "(unknown version)"
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(
         description="Boot the hypervisor plus a guest in an emulator and check the serial log.")
+    p.add_argument("--version", action="version", version="test2.py, XMHF %s" % version())
     p.add_argument("--subarch", default="amd64", choices=["amd64", "i386"],
                    help="hypervisor sub-architecture (only amd64 is supported)")
     p.add_argument("--xmhf-bin", default=REPO, metavar="DIR",
