@@ -959,7 +959,8 @@ def run_in(args, work, t_start):
                     log("| " + line)
                 if banner_seen is False and RE_BANNER.search(line):
                     banner_seen = True
-                if fatal is None and not banner_seen and RE_GRUB_ERROR.search(line):
+                if (fatal is None and not banner_seen and iso is not None
+                        and RE_GRUB_ERROR.search(line)):
                     fatal = "GRUB " + line
                 if fatal is None:
                     for rx in RE_FATAL:
