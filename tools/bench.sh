@@ -5,6 +5,7 @@
 # every figure is a deterministic path length, not a time.
 #   1. under the hypervisor on Bochs 3.0 (monitor trap flag),
 #   2. under the hypervisor on Debian's Bochs 2.7 (no MTF: the TF/#DB fallback),
+#   2b. under the hypervisor on Bochs 3.0 with apic=zeroexit (no APIC access intercepted),
 #   3. natively on Bochs 3.0, without the hypervisor (the guest's self-test loader).
 # Figures only: nothing here passes or fails on a number. The exit status is non-zero
 # only when a run produced no figures at all.
@@ -23,9 +24,9 @@ make -s -C "$root/tests/guest" bench build/loader.bin >"$work/build.log" 2>&1 ||
 
 # run NAME: leaves the guest's "bench: ..." lines in $work/NAME.txt
 run_hv() {
-    name=$1 emu=$2
-    echo "bench: $name: test2.py --emulator $emu (log in $work/$name)" >&2
-    "$root/.jenkins/test2.py" --emulator "$emu" --smp 1 --guest "$guest" \
+    name=$1 emu=$2; shift 2
+    echo "bench: $name: test2.py --emulator $emu $* (log in $work/$name)" >&2
+    "$root/.jenkins/test2.py" --emulator "$emu" --smp 1 --guest "$guest" "$@" \
         --guest-done 'bench: done' --work-dir "$work/$name" >"$work/$name.out" 2>&1 \
         || echo "bench: $name: test2.py failed, see $work/$name.out" >&2
     grep -a '^bench: ' "$work/$name/serial.log" 2>/dev/null >"$work/$name.txt" || true
@@ -42,6 +43,7 @@ run_native() {
 
 run_hv mtf bochs
 run_hv tf bochs-nomtf
+run_hv zeroexit bochs --cmdline apic=zeroexit
 run_native
 
 # field FILE ACCESS KEY: the value of KEY= on ACCESS's line, or "-"
@@ -69,6 +71,22 @@ for a in empty_loop xapic_read eoi_write icr_write; do
     fi
     for v in "$n" "$m" "$t"; do [ "$v" != - ] && any=1; done
     printf '%-11s | %12s | %9s | %9s | %17s | %8s | %17s\n' $a "$n" "$m" "$me" "$t" "$te" "$ratio"
+done
+echo
+echo
+echo "apic=zeroexit (Bochs 3.0): no APIC access intercepted"
+printf '%-11s | %12s | %14s | %14s | %20s\n' access "native ticks" "zeroexit ticks" "zeroexit exits" "ratio zeroexit/native"
+printf '%s\n' "------------+--------------+----------------+----------------+---------------------"
+for a in empty_loop xapic_read eoi_write icr_write; do
+    n=$(field "$work/native.txt" $a ticks/access)
+    z=$(field "$work/zeroexit.txt" $a ticks/access)
+    ze=$(field "$work/zeroexit.txt" $a exits/access)
+    ratio=-
+    if [ "$n" != - ] && [ "$z" != - ] && [ "$n" -gt 0 ]; then
+        ratio=$(awk -v m="$z" -v n="$n" 'BEGIN { printf "%.2f", m / n }')
+    fi
+    [ "$z" != - ] && any=1
+    printf '%-11s | %12s | %14s | %14s | %20s\n' $a "$n" "$z" "$ze" "$ratio"
 done
 echo
 echo "empty_loop is the timed loop without an access (loop overhead, in every figure)."

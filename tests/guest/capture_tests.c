@@ -56,6 +56,8 @@ static void movsl(uint64_t src, uint64_t dst)
  * ICR_LO to the TPR (a TPR write that one which decides by the ICR read would drop). */
 bool t_apic_movs_registers(struct test_result *r)
 {
+    if (hv_apic_zeroexit())
+        return test_skip(r, "apic=zeroexit: no APIC access is intercepted; this case checks STATS 0x203 (ICR writes captured)");
     const uint64_t a = apic_base();
     const uint32_t tpr0 = apic_read(APIC_TPR);
     const bool hv = hv_present();
@@ -102,6 +104,8 @@ bool t_apic_movs_registers(struct test_result *r)
  * reserved last dword of slot 0x2f0 (an undefined write). */
 bool t_apic_rep_iteration(struct test_result *r)
 {
+    if (hv_apic_zeroexit())
+        return test_skip(r, "apic=zeroexit: no APIC access is intercepted; this case checks the REP iterations' steps (STATS 0x200/0x203/0x207)");
     if (!hv_present())
         return test_skip(r, "native: Bochs stops on the undefined write");
     static volatile uint32_t buf[2];
@@ -154,6 +158,8 @@ uint64_t cap_saved_rsp;
 
 bool t_apic_event_push(struct test_result *r)
 {
+    if (hv_apic_zeroexit())
+        return test_skip(r, "apic=zeroexit: no APIC access is intercepted; this case checks the capture of an event frame on the APIC page (STATS 0x203/0x207)");
     if (!hv_present())
         return test_skip(r, "native: Bochs stops on the 8-byte APIC writes");
     /* Bochs's SVM reports a stale EXITINTINFO for a fault in the delivery of INT n (the
@@ -185,6 +191,8 @@ bool t_apic_event_push(struct test_result *r)
  * write faulted on the APIC page first, so its step ends with the #PF (STATS 0x201). */
 bool t_apic_write_straddle(struct test_result *r)
 {
+    if (hv_apic_zeroexit())
+        return test_skip(r, "apic=zeroexit: no APIC access is intercepted; a store straddling into the APIC page would reach the real APIC (Bochs stops on it)");
     uint64_t *pt = (uint64_t *)(uintptr_t)NP_PT_PAGE;
     uint64_t *pd = (uint64_t *)(uintptr_t)(GUEST_PT_BASE + 0x2000);
     struct fault_info f;
@@ -309,9 +317,11 @@ bool t_apic_base_anywhere(struct test_result *r)
     if (!hv)
         return test_pass(r, "over RAM, above 4 GiB, %u moves (native: no exit counts)",
                          RELOCS);
-    if (s1 - s0 != 1 || s2 - s1 != 1)
+    /* apic=zeroexit: the relocated page is not trapped either (no step at all). */
+    const uint64_t want = hv_apic_zeroexit() ? 0 : 1;
+    if (s1 - s0 != want || s2 - s1 != want)
         return test_fail(r, "TPR writes over RAM / above 4 GiB: steps +%lu / +%lu, "
-                         "expected 1 each", s1 - s0, s2 - s1);
+                         "expected %lu each", s1 - s0, s2 - s1, want);
     if (heap0 != heap1)
         return test_fail(r, "%u moves of the APIC cost %ld heap pages (%lu -> %lu free)",
                          RELOCS, (long)(heap0 - heap1), heap0, heap1);

@@ -281,12 +281,16 @@ bool get_runtime_info(struct runtime_info *ri, char *why, size_t why_size);
 #define ST_NMI_DEFERRED   0x202ull    /* NMIs held during a step and delivered after */
 #define ST_ICR_WRITES     0x203ull
 #define ST_INIT_SIPI      0x204ull
+#define ST_APIC_MODE      0x2feull    /* 0: step (APIC writes trapped), 1: apic=zeroexit */
 enum hv_stat_result { HV_STAT_OK, HV_STAT_NATIVE, HV_STAT_ERROR };
 /* HV_STAT_OK: *val is the counter. HV_STAT_NATIVE: VMCALL raised #UD (no hypervisor).
  * HV_STAT_ERROR: the hypervisor answered with RAX != 0 or VMCALL raised something else. */
 enum hv_stat_result hv_stat(uint64_t selector, uint64_t *val);
 /* True when the STATS hypercall answers on this CPU (probed once per call). */
 bool hv_present(void);
+/* True when the hypervisor runs with apic=zeroexit (STATS 0x2fe = 1): no APIC access is
+ * intercepted, so the cases that check the trap are skipped (test_skip). */
+bool hv_apic_zeroexit(void);
 
 /* ---- test cases ------------------------------------------------------------------- */
 struct test_result {

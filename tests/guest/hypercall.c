@@ -95,6 +95,12 @@ enum hv_stat_result hv_stat(uint64_t selector, uint64_t *val)
     return HV_STAT_OK;
 }
 
+bool hv_apic_zeroexit(void)
+{
+    uint64_t v;
+    return hv_stat(ST_APIC_MODE, &v) == HV_STAT_OK && v == 1;
+}
+
 bool hv_present(void)
 {
     uint64_t v;

@@ -33,6 +33,7 @@ static void assert_defaults(const struct xmhf_bootopts *o)
     assert_int_equal(o->baud, 115200);
     assert_int_equal(o->serial_port, COM1);
     assert_int_equal(o->boot_drive, 0x80);
+    assert_int_equal(o->apic_mode, XMHF_APIC_STEP);
 }
 
 /* Checks rc == -1, that the message names `needle`, and that *out kept the defaults. */
@@ -151,6 +152,29 @@ static void test_selftest_option(void **state)
     assert_int_equal(r.o.selftest, 0);
     assert_rejected("k selftest=crash", "selftest: 'crash'");
     assert_rejected("k selftest=", "selftest=");
+}
+
+static void test_apic_option(void **state)
+{
+    (void)state;
+    struct result r = parse("k apic=zeroexit");
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.o.apic_mode, XMHF_APIC_ZEROEXIT);
+    r = parse("k apic=zeroexit apic=step");
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.o.apic_mode, XMHF_APIC_STEP);
+    r = parse("k apic=step apic=zeroexit boot_drive=0x81");
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.o.apic_mode, XMHF_APIC_ZEROEXIT);
+    assert_int_equal(r.o.boot_drive, 0x81);
+    /* Exact words only: a near miss must not fall back to either mode. */
+    assert_rejected("k apic=ZEROEXIT", "apic: 'ZEROEXIT'");
+    assert_rejected("k apic=zeroexit2", "apic: 'zeroexit2'");
+    assert_rejected("k apic=zero", "apic: 'zero'");
+    assert_rejected("k apic=steps", "apic: 'steps'");
+    assert_rejected("k apic=zeroexit apic=x", "apic: 'x'");
+    assert_rejected("k apic=", "apic=");
+    assert_rejected("k apic", "apic");
 }
 
 static void test_boot_drive_forms(void **state)
@@ -290,6 +314,7 @@ int main(void)
         cmocka_unit_test(test_port_forms),
         cmocka_unit_test(test_boot_drive_forms),
         cmocka_unit_test(test_selftest_option),
+        cmocka_unit_test(test_apic_option),
         cmocka_unit_test(test_repeated_option_later_wins),
         cmocka_unit_test(test_unknown_and_malformed_tokens),
         cmocka_unit_test(test_bad_baud),

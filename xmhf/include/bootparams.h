@@ -36,9 +36,9 @@ struct bootparams {
     _Alignas(8) char cmdline[CMDLINE_MAX];
     _Alignas(8) struct e820_map e820;   /* firmware map with the region already reserved */
 };
-_Static_assert(offsetof(struct bootparams, cmdline) == 64, "bootparams layout (both ABIs)");
-_Static_assert(offsetof(struct bootparams, e820) == 320, "bootparams layout (both ABIs)");
-_Static_assert(sizeof(struct bootparams) == 3400, "bootparams layout (both ABIs)");
+_Static_assert(offsetof(struct bootparams, cmdline) == 72, "bootparams layout (both ABIs)");
+_Static_assert(offsetof(struct bootparams, e820) == 328, "bootparams layout (both ABIs)");
+_Static_assert(sizeof(struct bootparams) == 3408, "bootparams layout (both ABIs)");
 _Static_assert(sizeof(struct e820_entry) == 24, "e820 entry layout (both ABIs)");
 
 #endif

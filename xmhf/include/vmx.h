@@ -187,6 +187,7 @@ enum vmx_exit_reason {
 #define INTR_TYPE_MASK    (7u << 8)
 /* A.6 Miscellaneous Data: activity states supported. */
 #define VMX_MISC_ACT_HLT  (1ull << 6)
+#define VMX_MISC_ACT_WAIT_SIPI (1ull << 8)
 /* 27.2.1, table 27-7: exit qualification of EPT violations */
 #define EPTV_READ   (1ull << 0)
 #define EPTV_WRITE  (1ull << 1)

@@ -102,6 +102,17 @@ _Static_assert(offsetof(struct pcpu, nmi_host) == 16, "vmx-entry.S uses %gs:16")
 extern struct pcpu *g_pcpu[MAX_CPUS];
 extern uint32_t g_ncpus;
 extern struct bootparams *g_bp;
+/* Set by the BSP once the guest's memory map is complete, just before its guest starts
+ * (apic=zeroexit: the APs enter their guests in wait-for-SIPI then). */
+extern volatile bool g_guest_go;
+/* The MADT listed processors beyond MAX_CPUS, which the hypervisor did not start. */
+extern bool g_cpus_left_off;
+/* apic=zeroexit (README "APIC modes"): no APIC access is intercepted; the guest's INIT
+ * and STARTUP reach each CPU as INIT and SIPI VM exits. Intel only. */
+static inline bool apic_zeroexit(void)
+{
+    return g_bp->opts.apic_mode == XMHF_APIC_ZEROEXIT;
+}
 
 static inline struct pcpu *this_pcpu(void)
 {
@@ -205,6 +216,9 @@ void lapic_send_ipi_raw(uint32_t dest, uint32_t icr_lo);
 
 /* Implemented by the architecture half for guest SMP. */
 __noreturn void arch_launch_ap_guest(struct pcpu *c, uint32_t sipi_vector);
+/* apic=zeroexit: the AP's guest entered in the wait-for-SIPI activity state, as INIT
+ * leaves a CPU; its STARTUP comes back as a SIPI VM exit. */
+__noreturn void arch_launch_ap_wait_sipi(struct pcpu *c);
 
 /* The guest's CPUID results into v->regs (cpuid.c): VMX/SVM hidden, OSXSAVE per its CR4. */
 void guest_cpuid(struct vcpu *v, uint64_t guest_cr4);

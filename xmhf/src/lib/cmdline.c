@@ -209,6 +209,20 @@ static int opt_selftest(struct span tok, struct span val, struct xmhf_bootopts *
     return 0;
 }
 
+/* apic=step|zeroexit */
+static int opt_apic(struct span tok, struct span val, struct xmhf_bootopts *o, char *err,
+                    size_t errlen)
+{
+    (void)tok;
+    if (span_eq(val, "step"))
+        o->apic_mode = XMHF_APIC_STEP;
+    else if (span_eq(val, "zeroexit"))
+        o->apic_mode = XMHF_APIC_ZEROEXIT;
+    else
+        return fail(err, errlen, "apic: ", val, " is not 'step' or 'zeroexit'");
+    return 0;
+}
+
 typedef int (*opt_fn)(struct span tok, struct span val, struct xmhf_bootopts *o, char *err,
                       size_t errlen);
 
@@ -219,6 +233,7 @@ static const struct {
     { "serial", opt_serial },
     { "boot_drive", opt_boot_drive },
     { "selftest", opt_selftest },
+    { "apic", opt_apic },
 };
 
 static int apply_token(struct span tok, struct xmhf_bootopts *o, char *err, size_t errlen)
@@ -247,7 +262,7 @@ int xmhf_parse_cmdline(const char *cmdline, uint16_t default_port,
 {
     /* Options land in a copy so that on error *out still holds the plain defaults: the
      * caller needs a working console to report the error on. */
-    struct xmhf_bootopts o = { UART_CLOCK_BAUD, default_port, 0x80, 0 };
+    struct xmhf_bootopts o = { UART_CLOCK_BAUD, default_port, 0x80, 0, XMHF_APIC_STEP };
     const char *p = cmdline;
     bool first = true;
 
@@ -255,6 +270,7 @@ int xmhf_parse_cmdline(const char *cmdline, uint16_t default_port,
     out->serial_port = o.serial_port;
     out->boot_drive = o.boot_drive;
     out->selftest = o.selftest;
+    out->apic_mode = o.apic_mode;
     if (err != NULL && errlen > 0)
         err[0] = '\0';
     if (p == NULL)
@@ -289,5 +305,6 @@ int xmhf_parse_cmdline(const char *cmdline, uint16_t default_port,
     out->serial_port = o.serial_port;
     out->boot_drive = o.boot_drive;
     out->selftest = o.selftest;
+    out->apic_mode = o.apic_mode;
     return 0;
 }

@@ -35,6 +35,8 @@ void hypercall_dispatch(struct vcpu *v)
             r[R_BX] = c->exits_total;
         else if (sel >= 0x200 && sel < 0x200 + STAT_COUNT)
             r[R_BX] = c->stats[sel - 0x200];
+        else if (sel == 0x2fe)      /* the machine's APIC mode: 0 step, 1 apic=zeroexit */
+            r[R_BX] = g_bp->opts.apic_mode;
         else if (sel == 0x2ff)      /* the whole machine's: pages the heap has left */
             r[R_BX] = heap_pages_free();
         else {

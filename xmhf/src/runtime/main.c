@@ -6,6 +6,7 @@
 struct pcpu *g_pcpu[MAX_CPUS];
 uint32_t g_ncpus;
 struct bootparams *g_bp;
+volatile bool g_guest_go;
 
 void heap_init(void);
 struct pcpu *smp_bsp_init(void);
@@ -54,6 +55,12 @@ __noreturn void runtime_main(uint64_t bp_phys)
     printk("xmhf: %s on %u of %u CPUs\n", arch_name, on, g_ncpus);
     if (bsp->state != PCPU_VMX_ON)
         panic("the boot processor cannot run the guest (see the message above)");
+    /* apic=zeroexit lets the guest's INIT and STARTUP reach the hardware: a processor
+     * outside VMX operation would obey them and run guest code unsupervised. */
+    if (apic_zeroexit() && (on != g_ncpus || g_cpus_left_off))
+        panic("apic=zeroexit needs every processor in VMX operation (%u of %u%s): the "
+              "guest's INIT/STARTUP would start the others outside the hypervisor; boot "
+              "without it", on, g_ncpus, g_cpus_left_off ? ", more not started" : "");
 
     if (g_bp->opts.selftest == XMHF_SELFTEST_PAGEFAULT) {
         /* Above the 4 GiB the runtime maps: a not-present page fault on purpose. */
@@ -75,5 +82,15 @@ __noreturn void runtime_main(uint64_t bp_phys)
     printk("xmhf: TSC %llu at init entry, %llu at guest launch (+%llu in the hypervisor)\n",
            (unsigned long long)g_bp->tsc_init, (unsigned long long)now,
            (unsigned long long)(now - g_bp->tsc_init));
+    if (apic_zeroexit()) {
+        /* Every AP in wait-for-SIPI before the guest's first instruction: a STARTUP
+         * to a CPU still in the hypervisor would be lost (SIPIs are ignored in VMX root
+         * operation, SDM 24.8). */
+        __atomic_store_n(&g_guest_go, true, __ATOMIC_RELEASE);
+        for (uint32_t i = 0; i < g_ncpus; i++)
+            while (g_pcpu[i] != bsp && g_pcpu[i]->state == PCPU_VMX_ON &&
+                   __atomic_load_n(&g_pcpu[i]->guest_state, __ATOMIC_ACQUIRE) != GUEST_CPU_WAIT_SIPI)
+                cpu_pause();
+    }
     arch_launch_bsp_guest(bsp);
 }

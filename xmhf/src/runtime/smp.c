@@ -18,6 +18,7 @@ extern char ap_tramp_start[], ap_tramp_end[], ap_tramp_data[];
 void ap_entry(struct pcpu *c);
 
 static uint32_t apic_ids[MAX_CPUS];
+bool g_cpus_left_off;
 
 static bool x2apic_mode(void)
 {
@@ -154,6 +155,7 @@ static uint32_t enumerate_cpus(void)
             continue;
         if (n == MAX_CPUS) {
             printk("xmhf: more than %u processors: the others stay off\n", MAX_CPUS);
+            g_cpus_left_off = true;
             break;
         }
         apic_ids[n++] = id;

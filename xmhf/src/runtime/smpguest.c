@@ -107,6 +107,8 @@ void smpg_icr_write(struct vcpu *v, uint64_t raw, bool x2apic)
 static __noreturn void restart_after_init(void *arg)
 {
     struct pcpu *c = arg;
+    if (apic_zeroexit())
+        arch_launch_ap_wait_sipi(c);    /* its STARTUP comes as a SIPI exit */
     arch_launch_ap_guest(c, smpg_ap_wait_for_sipi(c));
 }
 
@@ -118,7 +120,8 @@ __noreturn void smpg_guest_init(struct pcpu *c)
     __atomic_store_n(&c->nmi_host, 0, __ATOMIC_SEQ_CST);
     __atomic_store_n(&c->init_request, 0, __ATOMIC_SEQ_CST);
     c->guest_state = GUEST_CPU_WAIT_SIPI;
-    printk("xmhf: CPU %u: INIT: waiting for STARTUP\n", c->idx);
+    if (!apic_zeroexit())   /* there the STARTUP may follow within microseconds */
+        printk("xmhf: CPU %u: INIT: waiting for STARTUP\n", c->idx);
     call_on_stack(c->stack_top, restart_after_init, c);
 }
 

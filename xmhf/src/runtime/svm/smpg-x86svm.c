@@ -332,3 +332,10 @@ __noreturn void arch_launch_ap_guest(struct pcpu *c, uint32_t sipi_vector)
     printk("xmhf: CPU %u: guest started at %04x:0000\n", c->idx, sipi_vector << 8);
     svm_launch_guest(c, (uint16_t)(sipi_vector << 8), 0);
 }
+
+/* apic=zeroexit is refused on AMD (svm-x86svm.c: SVM has no wait-for-SIPI activity
+ * state and no SIPI intercept), so no CPU reaches this. */
+__noreturn void arch_launch_ap_wait_sipi(struct pcpu *c)
+{
+    panic("CPU %u: apic=zeroexit on SVM (refused at bring-up)", c->idx);
+}

@@ -126,6 +126,12 @@ int arch_cpu_init(struct pcpu *c)
 {
     struct svm_cpu *s = page_alloc(&c->arch_page_pa[2]);
     c->arch_page[2] = s;
+    if (apic_zeroexit()) {
+        /* Refused rather than replaced by the ICR trap: the user asked for no APIC exit. */
+        printk("xmhf: CPU %u: apic=zeroexit is Intel-only: SVM has no wait-for-SIPI state "
+               "and no SIPI intercept, so the ICR must be trapped; boot without it\n", c->idx);
+        return -1;
+    }
     if (check_caps(c, &s->feat) != 0)
         return -1;
     /* EFER bits a guest may set: those this processor implements, SVME aside. XSETBV is

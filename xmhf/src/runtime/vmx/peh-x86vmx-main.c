@@ -176,6 +176,41 @@ static void exit_triple_fault(struct vcpu *v)
  * otherwise repeat the line forever. */
 static void exit_init(struct vcpu *v)
 {
+    if (apic_zeroexit()) {
+        /* apic=zeroexit: the guest's INIT IPIs reach the hardware, so this is this
+         * CPU's INIT (CPU offline/online, kexec, any other sender): back into
+         * wait-for-SIPI in a fresh VMCS (smpguest.c).
+         * Bochs 3.0 holds an INIT that reaches a guest in wait-for-SIPI until the
+         * guest is next entered active: the INIT of the guest's INIT-STARTUP-STARTUP
+         * then exits at the first entry after the STARTUP started the CPU, which would
+         * throw the started CPU back (and the second STARTUP may find it still in the
+         * hypervisor, where STARTUPs are ignored). An INIT exit before the started
+         * CPU's first instruction (sipi_guard: MTF armed by the start) is therefore
+         * taken as the INIT that came before the STARTUP, and the start stands. On
+         * hardware that INIT exits in wait-for-SIPI; a genuine INIT that lands in the
+         * few hundred instructions between the SIPI exit and the CPU's first
+         * instruction counts as if it had come just before the STARTUP.
+         * Bochs 2.7 keeps the INIT pending after this exit (DESIGN.md section 6): its
+         * next entry into an active state exits again, so there a CPU never runs again
+         * after an INIT. */
+        struct vmx_cpu *x = vmx_of(v->cpu);
+        if (x->sipi_guard)
+            return;
+        /* Without MTF there is no guard; an INIT exit before any other since the start,
+         * at the start's CS:IP, is Bochs 2.7's INIT that stays pending: said, once. */
+        if (x->sipi_fresh && vmreadN(VMCS_GUEST_RIP) == 0 &&
+            vmreadN(VMCS_GUEST_CS_BASE) == (uint64_t)v->cpu->sipi_vector << 12 &&
+            !x->init_sticky_said) {
+            x->init_sticky_said = true;
+            printk("xmhf: CPU %u: an INIT exit at the first entry after a STARTUP with no "
+                   "monitor trap flag to tell it from a new INIT: the INIT the guest sent "
+                   "before its STARTUP stays pending (Bochs 2.7 keeps INITs pending after "
+                   "the exit); this CPU cannot run its guest with apic=zeroexit here\n",
+                   v->cpu->idx);
+        }
+        v->cpu->stats[STAT_INIT_SIPI]++;
+        smpg_guest_init(v->cpu);
+    }
     if (!v->cpu->stats[STAT_STRAY_INIT]++)
         printk("xmhf: CPU %u: INIT signal while the guest runs: ignored\n", v->cpu->idx);
 }
@@ -202,8 +237,8 @@ static void exit_exception_nmi(struct vcpu *v)
  *   NMI window       vmx_nmi_prepare injects the owed NMI before the entry;
  *   external intr.   only in a TF step (smpg-x86vmx.c); outside one the interrupt is
  *                    still pending ("acknowledge on exit" is off) and the guest takes it;
- *   SIPI             only in the wait-for-SIPI activity state, which no guest CPU is
- *                    ever given (the hypervisor starts APs itself, smpguest.c);
+ *   SIPI             only in the wait-for-SIPI activity state, which only apic=zeroexit
+ *                    gives a guest CPU (exit_sipi);
  *   I/O SMI, SMI     only under the dual-monitor SMM treatment, never activated;
  *   TPR below threshold, virtualized EOI, APIC write, bus lock: trap-like, after the
  *                    instruction completed, for controls never set;
@@ -211,6 +246,13 @@ static void exit_exception_nmi(struct vcpu *v)
 static void exit_resume(struct vcpu *v)
 {
     (void)v;
+}
+
+/* A STARTUP to a CPU whose guest waits for one (apic=zeroexit): vmx-x86vmx.c starts it. */
+static void exit_sipi(struct vcpu *v)
+{
+    if (apic_zeroexit())
+        vmx_zeroexit_sipi(v);
 }
 
 /* Window or MTF exits whose control is on without a reason (no NMI owed, no step):
@@ -282,7 +324,7 @@ static const struct exit_entry exit_table[EXIT_REASON_COUNT] = {
     [EXIT_EXTINT] = { exit_resume, "external interrupt" },
     [EXIT_TRIPLE_FAULT] = { exit_triple_fault, "triple fault" },
     [EXIT_INIT] = { exit_init, "INIT signal" },
-    [EXIT_SIPI] = { exit_resume, "SIPI" },
+    [EXIT_SIPI] = { exit_sipi, "SIPI" },
     [EXIT_IO_SMI] = { exit_resume, "I/O SMI" },
     [EXIT_OTHER_SMI] = { exit_resume, "other SMI" },
     [EXIT_INTR_WINDOW] = { exit_intr_window, "interrupt window" },
@@ -382,6 +424,13 @@ void vmx_exit_handler(struct pcpu *c, struct gregs *g)
     /* An exit in the middle of delivering an event (27.2.4): unless the handler injects
      * something of its own, the event is delivered again on entry. */
     uint32_t vec = vmread32(VMCS_IDT_VECTORING_INFO);
+    if (basic != EXIT_INIT)
+        vmx_of(c)->sipi_fresh = false;
+    if (vmx_of(c)->sipi_guard && basic != EXIT_INIT) {
+        /* The started CPU got past its entry (apic=zeroexit, exit_init). */
+        vmx_of(c)->sipi_guard = false;
+        vmx_write_proc(vmx_of(c));
+    }
     if (vmx_of(c)->stepping && vmx_smpg_step_exit(&v, basic))
         ;   /* the step's own exits: MTF, #DB, exceptions, interrupts */
     else if (basic < EXIT_REASON_COUNT && exit_table[basic].fn)

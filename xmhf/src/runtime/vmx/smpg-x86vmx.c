@@ -51,7 +51,7 @@ void vmx_write_proc(struct vmx_cpu *x)
     uint32_t p = x->proc;
     if (x->nmi_window)
         p |= PROC_NMI_WINDOW;
-    if (x->stepping && x->mtf)
+    if ((x->stepping || x->sipi_guard) && x->mtf)
         p |= PROC_MTF;
     vmwrite32(VMCS_PROC_CTLS, p);
 }
@@ -63,7 +63,8 @@ void vmx_smpg_cpu_setup(struct pcpu *c)
     if (!x->path.t[0])          /* once per CPU; a restart after INIT reuses it */
         vmx_ept_private_init(x);
     apic_capture_init(&x->cap, c);
-    if (vmx_ept_private_build(x, apic_guest_page()) != 0)
+    /* apic=zeroexit: the path maps the APIC page as the shared map does (no trap). */
+    if (vmx_ept_private_build(x, apic_zeroexit() ? 0 : apic_guest_page()) != 0)
         panic("CPU %u: cannot watch the APIC page", c->idx);
 }
 
@@ -256,7 +257,7 @@ void vmx_smpg_apic_base_write(struct vcpu *v, uint64_t val)
         arch_guest_inject_exception(v, EXC_GP, true, 0);
         return;
     }
-    uint64_t page = apic_guest_page();
+    uint64_t page = apic_zeroexit() ? 0 : apic_guest_page();
     if (page != x->apic_gpa) {
         if (vmx_ept_private_build(x, page) != 0) {
             printk("xmhf: CPU %u: APIC page %llx cannot be trapped\n", v->cpu->idx,
@@ -299,7 +300,8 @@ void vmx_nmi_prepare(struct pcpu *c)
     }
     c->nmi_pending += __atomic_exchange_n(&c->nmi_host, 0, __ATOMIC_SEQ_CST);
     bool want = false;
-    if (c->nmi_pending && !x->stepping) {
+    /* Nothing is injected into wait-for-SIPI (26.3.1.5): the CPU is inactive there. */
+    if (c->nmi_pending && !x->stepping && !x->wait_sipi) {
         uint32_t intr = vmread32(VMCS_GUEST_INTERRUPTIBILITY);
         if (!vmx_event_pending() && !(intr & (INTERRUPTIBILITY_NMI | INTERRUPTIBILITY_MOVSS |
                                               INTERRUPTIBILITY_STI))) {

@@ -99,6 +99,14 @@ static int check_caps(struct pcpu *c, struct vmx_cpu *x)
                "trap flag\n", c->idx);
         return -1;
     }
+    /* apic=zeroexit parks every AP's guest in the wait-for-SIPI activity state (A.6:
+     * IA32_VMX_MISC bit 8 says VM entry may leave a guest there). Refused, not
+     * quietly replaced by the step mode, where it is missing. */
+    if (apic_zeroexit() && !(rdmsr(MSR_IA32_VMX_MISC) & VMX_MISC_ACT_WAIT_SIPI)) {
+        printk("xmhf: CPU %u: apic=zeroexit needs the wait-for-SIPI activity state "
+               "(IA32_VMX_MISC bit 8), which this CPU does not offer; boot without it\n", c->idx);
+        return -1;
+    }
     if (!(rdmsr(MSR_IA32_VMX_EPT_VPID_CAP) & EPTCAP_INVEPT_ALL)) {
         printk("xmhf: CPU %u: INVEPT (all contexts) is missing\n", c->idx);
         return -1;
@@ -148,12 +156,19 @@ int arch_cpu_init(struct pcpu *c)
     spin_lock(&msr_bitmap_lock);
     if (!msr_bitmap) {
         /* 24.6.9: write bitmap for MSRs 0-1fff at offset 0x800. Intercepted: writes to
-         * IA32_APIC_BASE (the trap follows the APIC) and the x2APIC ICR. */
+         * IA32_APIC_BASE (the trap follows the APIC; in apic=zeroexit, it still keeps
+         * the APIC off the hypervisor's region) and, unless apic=zeroexit, the x2APIC ICR. */
         msr_bitmap = page_alloc(&msr_bitmap_pa);
         msr_bitmap[0x800 + MSR_IA32_APIC_BASE / 8] |= 1u << (MSR_IA32_APIC_BASE % 8);
-        msr_bitmap[0x800 + X2APIC_MSR(APIC_ICR_LO) / 8] |= 1u << (X2APIC_MSR(APIC_ICR_LO) % 8);
+        if (!apic_zeroexit())
+            msr_bitmap[0x800 + X2APIC_MSR(APIC_ICR_LO) / 8] |= 1u << (X2APIC_MSR(APIC_ICR_LO) % 8);
     }
     spin_unlock(&msr_bitmap_lock);
+    if (apic_zeroexit()) {
+        printk("xmhf: CPU %u (APIC ID %u): VMX on, apic=zeroexit: no APIC access intercepted, "
+               "INIT/STARTUP through INIT and SIPI VM exits\n", c->idx, c->apic_id);
+        return 0;
+    }
     printk("xmhf: CPU %u (APIC ID %u): VMX on, APIC accesses single-stepped by %s\n", c->idx,
            c->apic_id, x->mtf ? "the monitor trap flag" : XMHF_SINGLESTEP == 2 ?
            "RFLAGS.TF + #DB (forced by --with-singlestep=tf)" : "RFLAGS.TF + #DB (no monitor trap flag)");
@@ -179,9 +194,17 @@ int arch_msr_intercept(uint32_t msr, uint32_t access)
     return 0;
 }
 
-/* Halted with interrupts off until the guest starts this CPU (smpguest.c). */
+/* Halted with interrupts off until the guest starts this CPU (smpguest.c). With
+ * apic=zeroexit the AP enters its guest in wait-for-SIPI as soon as the BSP has the
+ * guest's memory map ready (g_guest_go), so no STARTUP ever needs the hypervisor to see
+ * the ICR. */
 __noreturn void arch_park_ap(struct pcpu *c)
 {
+    if (apic_zeroexit() && c->state == PCPU_VMX_ON) {
+        while (!__atomic_load_n(&g_guest_go, __ATOMIC_ACQUIRE))
+            cpu_pause();
+        arch_launch_ap_wait_sipi(c);
+    }
     arch_launch_ap_guest(c, smpg_ap_wait_for_sipi(c));
 }
 
@@ -291,7 +314,8 @@ static void vmcs_guest_realmode(struct vmx_cpu *x, uint16_t cs_sel, uint64_t rip
     vmwriteN(VMCS_GUEST_SYSENTER_EIP, 0);
 }
 
-static __noreturn void launch(struct pcpu *c, uint16_t cs, uint64_t rip, uint64_t rdx)
+static __noreturn void launch(struct pcpu *c, uint16_t cs, uint64_t rip, uint64_t rdx,
+                             bool wait_sipi)
 {
     struct vmx_cpu *x = vmx_of(c);
     /* A restart after INIT finds the VMCS launched: VMLAUNCH wants it clear (SDM 24.1). */
@@ -308,10 +332,20 @@ static __noreturn void launch(struct pcpu *c, uint16_t cs, uint64_t rip, uint64_
         x->proc |= PROC_USE_IO_BITMAPS;
     vmcs_host_state(c);
     vmcs_controls(x);
+    vmx_write_proc(x);      /* MTF for a SIPI start's guard (vmx_zeroexit_sipi) */
     vmcs_guest_realmode(x, cs, rip);
     memset(&x->launch_regs, 0, sizeof(x->launch_regs));
     x->launch_regs.r[R_DX] = rdx;
-    hypapp_cpu_start(c, &x->launch_regs);
+    /* Wait-for-SIPI (26.3.1.5): nothing may be injected, no blocking; the entry leaves
+     * the CPU inactive until a SIPI (SIPI exit) or an INIT (INIT exit). The hypapp
+     * hears of the CPU at its STARTUP, as in the step mode. */
+    x->wait_sipi = wait_sipi;
+    if (wait_sipi) {
+        vmwrite32(VMCS_GUEST_ACTIVITY, ACTIVITY_WAIT_SIPI);
+        __atomic_store_n(&c->guest_state, GUEST_CPU_WAIT_SIPI, __ATOMIC_SEQ_CST);
+    } else {
+        hypapp_cpu_start(c, &x->launch_regs);
+    }
     /* EPT entries may have been cached while the tables were being built. */
     invept_all();
     vmx_launch(&x->launch_regs);
@@ -320,14 +354,58 @@ static __noreturn void launch(struct pcpu *c, uint16_t cs, uint64_t rip, uint64_
 
 __noreturn void arch_launch_bsp_guest(struct pcpu *c)
 {
-    launch(c, 0, 0x7c00, g_bp->opts.boot_drive);
+    launch(c, 0, 0x7c00, g_bp->opts.boot_drive, false);
 }
 
 /* The AP's guest as after INIT and STARTUP: real mode at vector:0000 (SDM 9.4.4.1). */
 __noreturn void arch_launch_ap_guest(struct pcpu *c, uint32_t sipi_vector)
 {
     printk("xmhf: CPU %u: guest started at %04x:0000\n", c->idx, sipi_vector << 8);
-    launch(c, (uint16_t)(sipi_vector << 8), 0, 0);
+    launch(c, (uint16_t)(sipi_vector << 8), 0, 0, false);
+}
+
+/* Said once per CPU (at hypervisor start): after an INIT the STARTUP that follows may
+ * come within microseconds, and the CPU must be back in wait-for-SIPI by then. */
+__noreturn void arch_launch_ap_wait_sipi(struct pcpu *c)
+{
+    if (c->guest_state == GUEST_CPU_RESET)
+        printk("xmhf: CPU %u: guest in wait-for-SIPI\n", c->idx);
+    vmx_of(c)->sipi_guard = false;
+    launch(c, 0, 0, 0, true);
+}
+
+/* apic=zeroexit: the guest's STARTUP reached this CPU in wait-for-SIPI as a SIPI VM
+ * exit (SDM 25.2; the vector is in bits 7:0 of the exit qualification, 28.2.1). The
+ * CPU starts in real mode at vector << 12, in a fresh VMCS as in the step mode. */
+static __noreturn void sipi_start(void *arg)
+{
+    struct pcpu *c = arg;
+    vmx_of(c)->sipi_guard = vmx_of(c)->mtf;
+    vmx_of(c)->sipi_fresh = true;
+    arch_launch_ap_guest(c, c->sipi_vector);
+}
+
+void vmx_zeroexit_sipi(struct vcpu *v)
+{
+    struct pcpu *c = v->cpu;
+    struct vmx_cpu *x = vmx_of(c);
+    if (!x->wait_sipi)
+        return;     /* not entered in wait-for-SIPI: no SIPI exit can be genuine */
+    /* Bochs (2.7 and 3.0) leaves NMIs (and INIT) masked after a SIPI exit until the host
+     * executes an IRET (DESIGN.md section 6): an IRET to the next instruction reopens
+     * them. On hardware it changes nothing (no NMI is being handled here). */
+    __asm__ volatile("mov %%rsp, %%rax\n\t"
+                     "pushq $0x10\n\tpushq %%rax\n\tpushfq\n\tpushq $0x08\n\t"
+                     "lea 1f(%%rip), %%rax\n\tpushq %%rax\n\tiretq\n1:" ::: "rax", "memory");
+    /* NMIs that reached the CPU while it waited were blocked there (the hardware
+     * does not deliver them in wait-for-SIPI), and the start discards them, as the
+     * step mode's start does. */
+    __atomic_store_n(&c->nmi_host, 0, __ATOMIC_SEQ_CST);
+    c->nmi_pending = 0;
+    c->sipi_vector = (uint32_t)vmreadN(VMCS_EXIT_QUALIFICATION) & 0xffu;
+    c->stats[STAT_INIT_SIPI]++;
+    __atomic_store_n(&c->guest_state, GUEST_CPU_RUNNING, __ATOMIC_SEQ_CST);
+    call_on_stack(c->stack_top, sipi_start, c);
 }
 
 __noreturn void vmx_resume_failed(struct pcpu *c)

@@ -19,6 +19,10 @@ struct vmx_cpu {
     struct apic_capture cap;                    /* a write step runs against its page */
     bool mtf;                                   /* step with MTF, else RFLAGS.TF + #DB */
     bool nmi_window;                            /* NMI-window exiting requested */
+    bool wait_sipi;         /* apic=zeroexit: the guest was entered in wait-for-SIPI */
+    bool sipi_guard;        /* apic=zeroexit: MTF until the started CPU's first instruction */
+    bool sipi_fresh;        /* apic=zeroexit: started by a SIPI, no exit since */
+    bool init_sticky_said;  /* the emulator's INIT that stays pending, reported */
     /* The step in progress (smpg-x86vmx.c). */
     bool stepping, step_sti, step_extint, step_guest_tf;
     bool step_event;        /* TF mode: an event's delivery wrote the page (no TF) */
@@ -45,6 +49,7 @@ void vmx_smpg_x2apic_icr_write(struct vcpu *v, uint64_t val);
 void vmx_nmi_prepare(struct pcpu *c);
 void vmx_write_proc(struct vmx_cpu *x);
 bool vmx_event_pending(void);
+void vmx_zeroexit_sipi(struct vcpu *v);
 
 void vmx_skip_instruction(struct vcpu *v);
 
