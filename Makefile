@@ -31,7 +31,8 @@ FREE     := -std=c11 -ffreestanding -fno-builtin -fno-stack-protector -fno-pic -
             -fno-tree-loop-distribute-patterns -fno-asynchronous-unwind-tables -nostdlib \
             -mgeneral-regs-only $(OPT_FLAGS) $(GFLAG) $(GCFLAGS) $(WARN) -Ixmhf/include \
             --param=min-pagesize=0 -DXMHF_VERSION='"$(VERSION)"' \
-            -DDEBUG_SERIAL_PORT=$(DEBUG_SERIAL) -DXMHF_SINGLESTEP=$(or $(SINGLESTEP),0)
+            -DDEBUG_SERIAL_PORT=$(DEBUG_SERIAL) -DXMHF_SINGLESTEP=$(or $(SINGLESTEP),0) \
+            -DXMHF_DMAP=$(or $(DMAP),1)
 CFLAGS64 := $(FREE) -m64 -mcmodel=kernel -mno-red-zone
 CFLAGS32 := $(FREE) -m32 -march=i686
 
@@ -39,6 +40,8 @@ INIT_SRC := xmhf/src/bootloader/header.S xmhf/src/bootloader/init.c \
             $(addprefix xmhf/src/lib/,cmdline.c e820.c format.c string.c uart.c)
 RT_SRC   := xmhf/src/runtime/entry.S $(wildcard xmhf/src/runtime/*.c) \
             $(wildcard xmhf/src/runtime/$(ARCHDIR)/*.c xmhf/src/runtime/$(ARCHDIR)/*.S) \
+            xmhf/src/runtime/dmap/dmap.c xmhf/src/lib/iopt.c \
+            $(if $(filter 0,$(DMAP)),,xmhf/src/runtime/dmap/vtd.c xmhf/src/runtime/dmap/amdvi.c) \
             $(addprefix xmhf/src/lib/,e820.c $(ARCH_LIB) format.c icr.c pagetable.c string.c uart.c)
 # The hypapp (--with-approot): its .c/.S files, in subdirectories too for XMHF64's
 # src/ or app/ layout; the directory may be absolute, so objects are named by the path

@@ -162,3 +162,29 @@ bool smbios_manufacturer_is(const char *want)
     }
     return false;
 }
+
+/* Counts the tables with signature `sig` that the guest's ACPI view names: through the
+ * RSDT and the XSDT (a guest may use either). -1 when there is no RSDP. The DMA test
+ * uses it to check that DMAR / IVRS are hidden. */
+int acpi_count_tables(const char *sig)
+{
+    const struct rsdp *rp = rsdp_find();
+    if (!rp)
+        return -1;
+    int n = 0;
+    for (int x = 0; x < 2; x++) {
+        uint64_t root = x ? (rp->revision >= 2 ? rp->xsdt : 0) : rp->rsdt;
+        if (!sdt_ok(root))
+            continue;
+        const struct sdt_header *rh = (const struct sdt_header *)(uintptr_t)root;
+        const uint8_t *ents = (const uint8_t *)(rh + 1);
+        unsigned w = x ? 8 : 4, n_ents = (rh->length - sizeof *rh) / w;
+        for (unsigned i = 0; i < n_ents; i++) {
+            uint64_t a = 0;
+            memcpy(&a, ents + i * w, w);
+            if (sdt_ok(a) && memcmp(((const struct sdt_header *)(uintptr_t)a)->sig, sig, 4) == 0)
+                n++;
+        }
+    }
+    return n;
+}

@@ -17,7 +17,9 @@
  *   0x77000-0x77fff  a 4 KiB page table for apic_fault_movs (splits the 2 MiB page at
  *                    NP_REGION; one of its pages is not present)
  *   0x78000-0x7ffff  64-bit stack of the boot CPU (top 0x80000)
- *   0x80000-0x9dfff  free
+ *   0x80000-0x8ffff  free
+ *   0x90000-0x91fff  DMA source and destination pages of dma_protection (dma_tests.c)
+ *   0x92000-0x9dfff  free
  *   0x9e000-0x9efff  page directory for 4-5 GiB (apic_base_anywhere, uncached); the EBDA
  *                    follows
  *   0x600000-0x601fff  pages the wprot_pages case has the hypapp protect
@@ -324,6 +326,7 @@ bool t_hello_hypercall(struct test_result *r);
 bool t_unknown_hypercall(struct test_result *r);
 bool t_hypervisor_write_blocked(struct test_result *r);
 bool t_runtime_info(struct test_result *r);
+bool t_dma_protection(struct test_result *r);
 bool t_fault_recovery(struct test_result *r);
 /* smp_tests.c: guest SMP and the xAPIC (see README.md) */
 bool t_ap_startup(struct test_result *r);
@@ -442,6 +445,7 @@ int madt_cpu_ids(uint32_t *ids, unsigned max, char *why, size_t why_size);
 bool smbios_manufacturer_is(const char *want);
 /* True when the ACPI RSDP's OEM ID is these 6 characters (e.g. "BOCHS "). */
 bool acpi_oem_is(const char *oem6);
+int acpi_count_tables(const char *sig);
 
 /* ---- smp.c: per-CPU data, AP start-up, work on other CPUs ------------------------- */
 enum cpu_state { CPU_OFFLINE, CPU_ONLINE, CPU_LOST };

@@ -34,6 +34,7 @@ static void assert_defaults(const struct xmhf_bootopts *o)
     assert_int_equal(o->serial_port, COM1);
     assert_int_equal(o->boot_drive, 0x80);
     assert_int_equal(o->apic_mode, XMHF_APIC_STEP);
+    assert_int_equal(o->dmap, 1);
 }
 
 /* Checks rc == -1, that the message names `needle`, and that *out kept the defaults. */
@@ -177,6 +178,28 @@ static void test_apic_option(void **state)
     assert_rejected("k apic", "apic");
 }
 
+static void test_dmap_option(void **state)
+{
+    (void)state;
+    struct result r = parse("k dmap=off");
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.o.dmap, 0);
+    assert_int_equal(r.o.boot_drive, 0x80);
+    r = parse("k dmap=off dmap=on serial=115200,8n1,0x2f8");
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.o.dmap, 1);
+    assert_int_equal(r.o.serial_port, 0x2f8);
+    r = parse("k dmap=on dmap=off");
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.o.dmap, 0);
+    /* A rejected line leaves the defaults, dmap on included. */
+    assert_rejected("k dmap=no", "dmap: 'no'");
+    assert_rejected("k dmap=OFF", "dmap: 'OFF'");
+    assert_rejected("k dmap=off dmap=1", "dmap: '1'");
+    assert_rejected("k dmap=", "dmap=");
+    assert_rejected("k dmap", "dmap");
+}
+
 static void test_boot_drive_forms(void **state)
 {
     (void)state;
@@ -315,6 +338,7 @@ int main(void)
         cmocka_unit_test(test_boot_drive_forms),
         cmocka_unit_test(test_selftest_option),
         cmocka_unit_test(test_apic_option),
+        cmocka_unit_test(test_dmap_option),
         cmocka_unit_test(test_repeated_option_later_wins),
         cmocka_unit_test(test_unknown_and_malformed_tokens),
         cmocka_unit_test(test_bad_baud),

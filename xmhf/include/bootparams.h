@@ -39,6 +39,7 @@ struct bootparams {
 _Static_assert(offsetof(struct bootparams, cmdline) == 72, "bootparams layout (both ABIs)");
 _Static_assert(offsetof(struct bootparams, e820) == 328, "bootparams layout (both ABIs)");
 _Static_assert(sizeof(struct bootparams) == 3408, "bootparams layout (both ABIs)");
+_Static_assert(sizeof(struct xmhf_bootopts) == 12, "boot options layout (both ABIs)");
 _Static_assert(sizeof(struct e820_entry) == 24, "e820 entry layout (both ABIs)");
 
 #endif

@@ -11,6 +11,8 @@ struct xmhf_bootopts {
     uint8_t  boot_drive;  /* boot_drive=0xNN: DL handed to the guest */
     uint8_t  selftest;    /* selftest=pagefault: XMHF_SELFTEST_*, 0 = none */
     uint8_t  apic_mode;   /* apic=step|zeroexit: XMHF_APIC_* */
+    uint8_t  dmap;        /* dmap=on|off: 1 = DMA protection wanted (default) */
+    uint8_t  reserved[2]; /* explicit, so init (32-bit) and the runtime agree */
 };
 
 /* selftest=pagefault: the runtime takes a page fault on purpose before the guest starts,
@@ -27,12 +29,13 @@ struct xmhf_bootopts {
 
 /* Fills *out with the defaults (baud 115200, port default_port, drive 0x80, apic=step), then applies
  * every option in cmdline. The first token is skipped when it holds no '=' (GRUB passes
- * the image path first). Accepted options:
+ * the image path first); dmap defaults to 1. Accepted options:
  *   serial=BAUD,8n1,PORT   BAUD decimal dividing 115200 evenly, "8n1" only, PORT 0x1..0xffff
  *   boot_drive=0xNN        hex, 0x00..0xff
  *   selftest=pagefault     see XMHF_SELFTEST_PAGEFAULT
  *   apic=step|zeroexit     see XMHF_APIC_* (the runtime refuses zeroexit where the CPU
  *                          cannot do it)
+ *   dmap=on|off            DMA protection through the IOMMU (on by default)
  * Returns 0, or -1 with a one-line NUL-terminated message in err (at most errlen bytes,
  * naming the offending token) for an unknown option or a malformed value; *out then holds
  * the plain defaults (nothing partially applied). err may be NULL when errlen is 0. */

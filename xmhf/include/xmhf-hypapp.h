@@ -53,6 +53,17 @@
  *               ICR writes captured, INIT/SIPI handled, steps cancelled, stray
  *               physical INITs) */
 #define XMHF_HC_STATS         0x80000002ull
+/*   0x300       DMA translation faults recorded by the IOMMUs (whole machine)
+ *   0x301       IOMMUs translating (whole machine) */
+#define XMHF_STAT_DMA_FAULTS  0x300ull
+#define XMHF_STAT_DMA_UNITS   0x301ull
+/* DMA protection: RBX bits 31:0 = IOMMUs translating, bit 32 = a VT-d one, bit 33 = an
+ * AMD-Vi one; RCX = the first IOMMU's register base (0: none); RDX = translation faults
+ * recorded so far (collected first). */
+#define XMHF_HC_DMAP_INFO     0x80000010ull
+/* RBX = FNV-1a 64 of the runtime image's header, code and read-only data: what a DMA
+ * into the hypervisor would change (the DMA test compares it before and after). */
+#define XMHF_HC_IMAGE_CHECKSUM 0x80000011ull
 
 /* What the hypapp learns at init (BSP, before the guest's first instruction). */
 struct app_bootparams {

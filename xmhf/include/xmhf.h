@@ -157,6 +157,12 @@ int guest_phys_read(uint64_t gpa, void *buf, size_t n);
 int guest_phys_write(uint64_t gpa, const void *buf, size_t n);
 bool gpa_in_hypervisor(uint64_t gpa, uint64_t len);
 
+/* ACPI (acpi.c): a table by signature through the XSDT/RSDT, or NULL; hiding one from
+ * the guest (removed from both root tables, renamed; returns the pointers removed). */
+struct acpi_header;
+struct acpi_header *acpi_find_table(const char *sig);
+unsigned acpi_hide_table(struct acpi_header *t, const char newsig[4]);
+
 /* SMP bring-up of the hypervisor's own processors (smp.c). */
 void smp_start_aps(void);
 uint32_t lapic_id(void);

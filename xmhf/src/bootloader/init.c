@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include "bootparams.h"
 #include "cmdline.h"
+#include "dmap.h"
 #include "e820.h"
 #include "multiboot.h"
 #include "uart.h"
@@ -216,6 +217,8 @@ void init_main(uint32_t magic, const struct mb_info *mbi)
     /* Heap: per-CPU state plus the guest's nested page tables (a page directory per GiB
      * of RAM, and page tables where 2 MiB pages must be split). */
     uint64_t heap = HEAP_BASE_SIZE + (ram_top >> 30) * 2 * 4096;
+    if (XMHF_DMAP)
+        heap += DMAP_HEAP_SIZE + (ram_top >> 30) * 2 * 4096;   /* I/O page tables */
     uint64_t region_size = (heap_off + heap + TWO_MB - 1) & ~(TWO_MB - 1);
 
     static struct e820_map scratch;

@@ -223,6 +223,20 @@ static int opt_apic(struct span tok, struct span val, struct xmhf_bootopts *o, c
     return 0;
 }
 
+/* dmap=on|off */
+static int opt_dmap(struct span tok, struct span val, struct xmhf_bootopts *o,
+                    char *err, size_t errlen)
+{
+    (void)tok;
+    if (span_eq(val, "on"))
+        o->dmap = 1;
+    else if (span_eq(val, "off"))
+        o->dmap = 0;
+    else
+        return fail(err, errlen, "dmap: ", val, " is not 'on' or 'off'");
+    return 0;
+}
+
 typedef int (*opt_fn)(struct span tok, struct span val, struct xmhf_bootopts *o, char *err,
                       size_t errlen);
 
@@ -234,6 +248,7 @@ static const struct {
     { "boot_drive", opt_boot_drive },
     { "selftest", opt_selftest },
     { "apic", opt_apic },
+    { "dmap", opt_dmap },
 };
 
 static int apply_token(struct span tok, struct xmhf_bootopts *o, char *err, size_t errlen)
@@ -262,7 +277,8 @@ int xmhf_parse_cmdline(const char *cmdline, uint16_t default_port,
 {
     /* Options land in a copy so that on error *out still holds the plain defaults: the
      * caller needs a working console to report the error on. */
-    struct xmhf_bootopts o = { UART_CLOCK_BAUD, default_port, 0x80, 0, XMHF_APIC_STEP };
+    struct xmhf_bootopts o = { UART_CLOCK_BAUD, default_port, 0x80, 0, XMHF_APIC_STEP, 1,
+                               { 0, 0 } };
     const char *p = cmdline;
     bool first = true;
 
@@ -271,6 +287,7 @@ int xmhf_parse_cmdline(const char *cmdline, uint16_t default_port,
     out->boot_drive = o.boot_drive;
     out->selftest = o.selftest;
     out->apic_mode = o.apic_mode;
+    out->dmap = o.dmap;
     if (err != NULL && errlen > 0)
         err[0] = '\0';
     if (p == NULL)
@@ -306,5 +323,6 @@ int xmhf_parse_cmdline(const char *cmdline, uint16_t default_port,
     out->boot_drive = o.boot_drive;
     out->selftest = o.selftest;
     out->apic_mode = o.apic_mode;
+    out->dmap = o.dmap;
     return 0;
 }

@@ -1,7 +1,10 @@
 /* Guest requests and guest misbehaviour that the common code decides on: hypercalls
  * (hypapp first, then the runtime's own), accesses to the hypervisor's memory, reset. */
+#include "dmap.h"
 #include "hypapp-dispatch.h"
 #include "xmhf.h"
+
+extern const char __image_start[], __ro_end[];
 
 /* The hypapp's functions answer at any privilege level, as it decides; the runtime's
  * answer CPL 0 only (RUNTIME_INFO names the hypervisor's region, which user code has
@@ -39,6 +42,11 @@ void hypercall_dispatch(struct vcpu *v)
             r[R_BX] = g_bp->opts.apic_mode;
         else if (sel == 0x2ff)      /* the whole machine's: pages the heap has left */
             r[R_BX] = heap_pages_free();
+        else if (sel == XMHF_STAT_DMA_FAULTS) {
+            dmap_poll(true);
+            r[R_BX] = dmap_fault_count();
+        } else if (sel == XMHF_STAT_DMA_UNITS)
+            r[R_BX] = dmap_units_active();
         else {
             r[R_AX] = XMHF_HC_UNKNOWN;
             break;
@@ -46,6 +54,17 @@ void hypercall_dispatch(struct vcpu *v)
         r[R_AX] = 0;
         break;
     }
+    case XMHF_HC_DMAP_INFO:
+        dmap_poll(true);
+        r[R_AX] = 0;
+        r[R_BX] = dmap_units_active() | (uint64_t)dmap_kinds() << 32;
+        r[R_CX] = dmap_first_unit_base();
+        r[R_DX] = dmap_fault_count();
+        break;
+    case XMHF_HC_IMAGE_CHECKSUM:
+        r[R_AX] = 0;
+        r[R_BX] = dmap_fnv1a(__image_start, (size_t)(__ro_end - __image_start));
+        break;
     default:
         r[R_AX] = XMHF_HC_UNKNOWN;
         break;

@@ -1,5 +1,6 @@
 /* The runtime's start: per-CPU state, every processor into VMX/SVM, the guest's
  * memory map and nested page tables, the hypapp, then the guest on the BSP. */
+#include "dmap.h"
 #include "hypapp-dispatch.h"
 #include "xmhf.h"
 
@@ -68,6 +69,7 @@ __noreturn void runtime_main(uint64_t bp_phys)
         (void)*(volatile uint64_t *)(uintptr_t)0x100000000000ull;
     }
     e820_hook_install();
+    dmap_init();            /* first: the nested page tables leave its registers out */
     arch_nested_paging_init();
 
     struct app_bootparams abp = {

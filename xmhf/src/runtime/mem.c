@@ -1,5 +1,6 @@
 /* Memory: the page allocator over the heap init reserved, address translation, and
  * the hypervisor's checked access to guest-physical memory. */
+#include "dmap.h"
 #include "xmhf.h"
 
 extern char __image_start[];
@@ -48,9 +49,18 @@ uint64_t virt_to_phys(const void *va)
     return v;   /* identity-mapped: heap pages and low memory */
 }
 
+/* The region, and the IOMMUs' registers (DMA protection): a guest access to either has
+ * the same outcome. */
 bool gpa_in_hypervisor(uint64_t gpa, uint64_t len)
 {
-    return gpa < g_bp->region_base + g_bp->region_size && g_bp->region_base < gpa + len;
+    if (gpa < g_bp->region_base + g_bp->region_size && g_bp->region_base < gpa + len)
+        return true;
+    unsigned n;
+    const struct dmap_range *io = dmap_mmio_ranges(&n);
+    for (unsigned i = 0; i < n; i++)
+        if (gpa < io[i].base + io[i].size && io[i].base < gpa + len)
+            return true;
+    return false;
 }
 
 static int gpa_ok(uint64_t gpa, size_t n)

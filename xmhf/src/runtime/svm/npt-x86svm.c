@@ -4,6 +4,7 @@
  * mapped on first touch. Each CPU's VMCB.N_CR3 is its own root: a private path of four
  * tables down to its APIC page (ptpath.h), the shared tables everywhere else. */
 #include "apic.h"
+#include "dmap.h"
 #include "npt.h"
 #include "svm-x86svm.h"
 #include "msr.h"
@@ -59,6 +60,12 @@ void arch_nested_paging_init(void)
     /* The hypervisor's region: not present, so every guest access exits with #NPF. */
     if (npt_unmap(npt_root, g_bp->region_base, g_bp->region_size, &npt_heap) != 0)
         panic("NPT: out of table pages");
+    /* ...and so are the IOMMUs' registers (dmap.h): the guest could undo DMAP there. */
+    unsigned nio;
+    const struct dmap_range *io = dmap_mmio_ranges(&nio);
+    for (unsigned i = 0; i < nio; i++)
+        if (npt_unmap(npt_root, io[i].base, io[i].size, &npt_heap) != 0)
+            panic("NPT: out of table pages");
     printk("xmhf: NPT: identity map of 0-%llx (%llu table pages), %llx-%llx not mapped\n",
            (unsigned long long)top, (unsigned long long)(before - heap_pages_free()),
            (unsigned long long)g_bp->region_base,

@@ -5,6 +5,7 @@
  * (and the codes no table holds), one log line and a reset of the guest. Nothing a
  * guest does stops the hypervisor. Exception intercepts have one slot per vector
  * (SVM_EXIT_EXCP(v)), so the single-step #DB of the guest-SMP stage is one more entry. */
+#include "dmap.h"
 #include "apic.h"
 #include "msr.h"
 #include "svm-x86svm.h"
@@ -478,6 +479,7 @@ void svm_exit_handler(struct pcpu *c, struct gregs *g)
     vm->ctl.eventinj = 0;
     vm->ctl.tlb_control = SVM_TLB_FLUSH_NOTHING;
     c->exits_total++;
+    dmap_poll(false);       /* IOMMU faults into the log, at most every few ms */
     c->exits[stat_slot(code)]++;
     uint64_t info = vm->ctl.exitintinfo;
     /* A step in progress sees every exit first (its #DB, exceptions, NMIs). */

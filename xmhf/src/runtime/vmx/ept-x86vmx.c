@@ -2,6 +2,7 @@
  * firmware map says RAM, uncached elsewhere, and the hypervisor's region left out.
  * MMIO above the initial map (64-bit PCI BARs) is mapped on first touch. */
 #include "apic.h"
+#include "dmap.h"
 #include "ept.h"
 #include "ptpath.h"
 #include "vmx-x86vmx.h"
@@ -57,6 +58,12 @@ void arch_nested_paging_init(void)
     /* The hypervisor's region: not present, so every guest access exits. */
     if (ept_unmap(ept_root, g_bp->region_base, g_bp->region_size, &ept_heap) != 0)
         panic("EPT: out of table pages");
+    /* ...and so are the IOMMUs' registers (dmap.h): the guest could undo DMAP there. */
+    unsigned nio;
+    const struct dmap_range *io = dmap_mmio_ranges(&nio);
+    for (unsigned i = 0; i < nio; i++)
+        if (ept_unmap(ept_root, io[i].base, io[i].size, &ept_heap) != 0)
+            panic("EPT: out of table pages");
     printk("xmhf: EPT: identity map of 0-%llx (%llu table pages), %llx-%llx not mapped\n",
            (unsigned long long)top, (unsigned long long)(before - heap_pages_free()),
            (unsigned long long)g_bp->region_base,

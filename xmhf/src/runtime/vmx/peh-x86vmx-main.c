@@ -4,6 +4,7 @@
  * emul-x86vmx.c), an exception the processor would give, or, for an exit no control of
  * this hypervisor asks for, one log line and a reset of the guest. Nothing a guest does
  * stops the hypervisor. */
+#include "dmap.h"
 #include "apic.h"
 #include "msr.h"
 #include "vmx-x86vmx.h"
@@ -418,6 +419,7 @@ void vmx_exit_handler(struct pcpu *c, struct gregs *g)
     uint32_t reason = vmread32(VMCS_EXIT_REASON);
     uint32_t basic = reason & 0xffff;
     c->exits_total++;
+    dmap_poll(false);       /* IOMMU faults into the log, at most every few ms */
     c->exits[basic < EXIT_STAT_SLOTS ? basic : EXIT_STAT_SLOTS - 1]++;
     if (reason & EXIT_REASON_ENTRY_FAIL)
         exit_entry_failed(&v);
