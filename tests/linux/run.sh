@@ -9,17 +9,20 @@
 #   vmx-smp2      the Intel build under Bochs 3.0 (monitor trap flag), 2 CPUs
 #   vmx-zeroexit-smp2  the same with apic=zeroexit (no APIC access intercepted); only on
 #                 request (LINUX_RUNS): its CPU hotplug does not pass yet (README)
+#   q35-vtd-smp2, q35-amdvi-smp2   the AMD build on QEMU's q35 (AHCI disk) with its VT-d
+#                 or AMD-Vi model: DMA protection on, and no DMA of the boot faulted
 # A run passes when .jenkins/test2.py passes with the guest's "linux-guest: done" and the
 # guest also said "2 CPUs online" (it started its AP through the hypervisor's INIT/SIPI
 # handling) and no System RAM range of /proc/iomem overlaps the hypervisor's region.
 #
-# Environment: LINUX_RUNS (default "native native-bochs svm-smp2 vmx-smp2"; also vmx-zeroexit-smp2), LINUX_MEMORY (MB,
+# Environment: LINUX_RUNS (default "native native-bochs svm-smp2 vmx-smp2 q35-vtd-smp2
+# q35-amdvi-smp2"; also vmx-zeroexit-smp2), LINUX_MEMORY (MB,
 # default 256), LINUX_TIMEOUT_QEMU / LINUX_TIMEOUT_BOCHS (seconds).
 # Expects `make all svm` done; prints one line per run and "N passed, N failed".
 set -u
 cd "$(dirname "$0")/../.."
 
-RUNS=${LINUX_RUNS:-"native native-bochs svm-smp2 vmx-smp2"}
+RUNS=${LINUX_RUNS:-"native native-bochs svm-smp2 vmx-smp2 q35-vtd-smp2 q35-amdvi-smp2"}
 MEM=${LINUX_MEMORY:-256}
 TQ=${LINUX_TIMEOUT_QEMU:-300}
 TB=${LINUX_TIMEOUT_BOCHS:-2400}
@@ -117,6 +120,21 @@ EOF
             --qemu-image "$disk" --guest-done 'linux-guest: done' --memory "$MEM" \
             --timeout "$TB" --work-dir "$dir" > "$dir/test2.out" 2>&1
         rc=$?; hyp=1 ;;
+    q35-vtd-smp*|q35-amdvi-smp*)
+        # The AMD build on a q35 machine (AHCI disk) with QEMU's VT-d or AMD-Vi model: DMA
+        # protection on (the drivers are vendor-neutral; TCG has no VMX for the Intel one).
+        iommu=intel-iommu; case $run in q35-amdvi*) iommu=amd-iommu ;; esac
+        .jenkins/test2.py --emulator qemu-svm --smp "${run##*smp}" --xmhf-bin build/svm \
+            --qemu-image "$disk" --guest-done 'linux-guest: done' --memory "$MEM" \
+            --qemu-machine q35 --qemu-device "$iommu" \
+            --expect '^xmhf: DMA protection on: 1 IOMMU' \
+            --timeout "$TQ" --work-dir "$dir" > "$dir/test2.out" 2>&1
+        rc=$?; hyp=1
+        # The disk's DMA (SeaBIOS's AHCI reads of syslinux, kernel, initramfs) must not
+        # have faulted.
+        if [ $rc = 0 ] && grep -a -q '^xmhf: DMAP: .* blocked' "$dir/serial.log"; then
+            rc=1; echo "test2: result FAIL: a DMA of the boot faulted" >> "$dir/test2.out"
+        fi ;;
     vmx-smp*)
         .jenkins/test2.py --emulator bochs --smp "${run#vmx-smp}" \
             --qemu-image "$disk" --guest-done 'linux-guest: done' --memory "$MEM" \

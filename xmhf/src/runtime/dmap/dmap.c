@@ -185,6 +185,7 @@ void dmap_poll(bool force)
     __atomic_store_n(&poll_busy, 0, __ATOMIC_RELEASE);
 }
 
+#if XMHF_DMAP
 static void hide(struct acpi_header *t, const char *sig, const char newsig[4])
 {
     unsigned n = acpi_hide_table(t, newsig);
@@ -192,6 +193,7 @@ static void hide(struct acpi_header *t, const char *sig, const char newsig[4])
            "signature now \"%c%c%c%c\")\n", sig, n, newsig[0],
            newsig[1], newsig[2], newsig[3]);
 }
+#endif
 
 void dmap_init(void)
 {
