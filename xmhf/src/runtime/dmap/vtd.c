@@ -170,9 +170,10 @@ static void vtd_enable(struct dmap_unit *u)
         dmap_wait32(u, VTD_PMEN, VTD_PMEN_PRS, 0);
     }
     printk("xmhf: DMAP: VT-d %u at %llx: version %u.%u, %u-level tables, %s invalidation, "
-           "%u fault records, %s: translation on\n", u->idx, (unsigned long long)u->base,
-           (ver >> 4) & 0xf, ver & 0xf, levels, u->qi ? "queued" : "register-based",
-           VTD_CAP_NFR(u->cap), u->include_all ? "all PCI devices" : "its device scopes");
+           "%u fault record(s), DRHD %s with %u device scope(s); every bus translated: "
+           "translation on\n", u->idx, (unsigned long long)u->base, (ver >> 4) & 0xf,
+           ver & 0xf, levels, u->qi ? "queued" : "register-based", VTD_CAP_NFR(u->cap),
+           u->include_all ? "INCLUDE_PCI_ALL" : "scoped", u->scopes);
 }
 
 /* Fault recording registers (7.2.1 "Primary Fault Logging"): each recorded fault is
