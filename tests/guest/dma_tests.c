@@ -14,6 +14,8 @@
 #define HC_IMAGE_CHECKSUM  0x80000011ull
 #define ST_DMA_FAULTS      0x300ull
 #define RUNTIME_MAGIC      0x31464d48584d5452ull    /* "RTXMHMF1": the image's first bytes */
+#define KIND_VTD           1u                       /* DMAP_INFO RBX bits 63:32 */
+#define KIND_AMDVI         2u
 
 #define EDU_ID_REG      0x00u
 #define EDU_ID_VALUE    0x010000edu
@@ -59,9 +61,8 @@ static volatile uint64_t *reg64(uint64_t bar, unsigned off)
     return (volatile uint64_t *)(uintptr_t)(bar + off);
 }
 
-/* One transfer; false (with the reason) when the engine does not finish. */
-static bool edu_dma(struct test_result *r, uint64_t bar, uint64_t src, uint64_t dst,
-                    bool to_ram)
+/* One transfer; false when the engine does not finish. */
+static bool edu_dma(uint64_t bar, uint64_t src, uint64_t dst, bool to_ram)
 {
     *reg64(bar, EDU_DMA_SRC) = src;
     *reg64(bar, EDU_DMA_DST) = dst;
@@ -72,162 +73,107 @@ static bool edu_dma(struct test_result *r, uint64_t bar, uint64_t src, uint64_t 
             return true;
         cpu_relax();
     }
-    test_fail(r, "edu DMA %lx -> %lx did not finish", src, dst);
     return false;
 }
 
-struct dmap_info { uint64_t units, kinds, regs, faults; };
-#define KIND_VTD   1u
-#define KIND_AMDVI 2u
-
-static bool dmap_info(struct test_result *r, struct dmap_info *d)
+/* A runtime hypercall with RBX in; RAX = 0 and the other registers kept, or false. */
+static bool hc(uint64_t fn, uint64_t rbx, struct hc_regs *h)
 {
-    struct hc_regs h = { .rax = HC_DMAP_INFO };
-    struct fault_info f;
-    hc_fill_patterns(&h);
-    if (!hypercall(&h, &f))
-        return test_fail(r, "DMAP_INFO VMCALL raised %s", trap_name(f.vector));
-    if (h.rax != 0)
-        return test_fail(r, "DMAP_INFO: rax=0x%lx", h.rax);
-    if (hc_clobbered(&h))
-        return test_fail(r, "DMAP_INFO changed %s", hc_clobbered(&h));
-    *d = (struct dmap_info){ h.rbx & 0xffffffffu, h.rbx >> 32, h.rcx, h.rdx };
-    return true;
-}
-
-static bool image_checksum(struct test_result *r, uint64_t *sum)
-{
-    struct hc_regs h = { .rax = HC_IMAGE_CHECKSUM };
-    struct fault_info f;
-    hc_fill_patterns(&h);
-    if (!hypercall(&h, &f) || h.rax != 0)
-        return test_fail(r, "IMAGE_CHECKSUM failed (rax=0x%lx)", h.rax);
-    *sum = h.rbx;
-    return true;
-}
-
-static bool hello_ok(void)
-{
-    struct hc_regs h = { .rax = HC_HELLO, .rcx = 41 };
-    hc_fill_patterns(&h);
-    return hypercall(&h, NULL) && h.rax == 0 && h.rbx == HC_HELLO_MAGIC && h.rcx == 42;
+    *h = (struct hc_regs){ .rax = fn, .rbx = rbx, .rcx = 41 };
+    hc_fill_patterns(h);
+    return hypercall(h, NULL) && h->rax == 0 && !hc_clobbered(h);
 }
 
 /* RAM -> edu -> RAM through guest pages: the positive control. */
-static bool dma_roundtrip(struct test_result *r, uint64_t bar, uint8_t seed)
+static bool dma_roundtrip(uint64_t bar, uint8_t seed)
 {
     uint8_t *src = (uint8_t *)(uintptr_t)SRC_PAGE, *dst = (uint8_t *)(uintptr_t)DST_PAGE;
     for (unsigned i = 0; i < LEN; i++) {
         src[i] = (uint8_t)(seed + i * 7);
         dst[i] = 0;
     }
-    if (!edu_dma(r, bar, SRC_PAGE, EDU_BUF, false) || !edu_dma(r, bar, EDU_BUF, DST_PAGE, true))
-        return false;
-    for (unsigned i = 0; i < LEN; i++)
-        if (dst[i] != src[i])
-            return test_fail(r, "DMA into guest memory: byte %u is 0x%x, expected 0x%x", i,
-                             dst[i], src[i]);
-    return true;
+    return edu_dma(bar, SRC_PAGE, EDU_BUF, false) && edu_dma(bar, EDU_BUF, DST_PAGE, true) &&
+           memcmp(src, dst, LEN) == 0;
 }
 
-static bool faults_now(struct test_result *r, uint64_t *n)
-{
-    if (hv_stat(ST_DMA_FAULTS, n) != HV_STAT_OK)
-        return test_fail(r, "STATS 0x300 (DMA faults) not answered");
-    return true;
-}
+#define CHECK(cond, msg, val) do { if (!(cond)) { why = (msg); at = (val); goto fail; } } while (0)
 
 bool t_dma_protection(struct test_result *r)
 {
-    struct dmap_info d = { 0, 0, 0, 0 };
+    const char *why;
+    uint64_t at;
+    struct hc_regs h;
     struct runtime_info ri;
-    if (!dmap_info(r, &d) || !get_runtime_info(&ri, r->msg, sizeof r->msg))
-        return false;
+    CHECK(hc(HC_DMAP_INFO, 0, &h), "DMAP_INFO failed, rax", h.rax);
+    uint64_t units = h.rbx & 0xffffffffu, kinds = h.rbx >> 32, regs = h.rcx;
+    CHECK(get_runtime_info(&ri, r->msg, sizeof r->msg), "RUNTIME_INFO failed", 0);
     /* Hidden from the ACPI view whenever the hypervisor uses the IOMMU. */
-    int dmar = acpi_count_tables("DMAR"), ivrs = acpi_count_tables("IVRS");
-    if (d.units && (dmar > 0 || ivrs > 0))
-        return test_fail(r, "the guest's ACPI still names DMAR (%d) / IVRS (%d)", dmar, ivrs);
+    CHECK(!units || (acpi_count_tables("DMAR") <= 0 && acpi_count_tables("IVRS") <= 0),
+          "the guest's ACPI still names DMAR/IVRS; units", units);
 
-    unsigned dev = 32;
-    for (unsigned i = 0; i < 32 && dev == 32; i++)
-        if (pci_read(i, 0) == 0x11e81234u)
-            dev = i;
+    unsigned dev = 0;
+    while (dev < 32 && pci_read(dev, 0) != 0x11e81234u)
+        dev++;
     if (dev == 32)
         return test_pass(r, "skipped: no edu PCI device (QEMU -device edu); %lu IOMMU(s)",
-                         d.units);
-    if (!d.units)
+                         units);
+    if (!units)
         return test_pass(r, "skipped: the hypervisor has no IOMMU translating, so a DMA "
                             "into it would succeed");
     uint64_t bar = pci_read(dev, 0x10) & ~0xfull;
     pci_write(dev, 0x04, pci_read(dev, 0x04) | 0x6);     /* memory space, bus master */
-    if (*reg32(bar, EDU_ID_REG) != EDU_ID_VALUE)
-        return test_fail(r, "edu at 00:%02x.0 BAR0 %lx: id 0x%x", dev, bar,
-                         *reg32(bar, EDU_ID_REG));
-    if (ri.base + ri.size > (1ull << 28))
-        return test_fail(r, "hypervisor at %lx-%lx: beyond edu's 28-bit DMA mask (use "
-                            "less memory)", ri.base, ri.base + ri.size);
+    CHECK(*reg32(bar, EDU_ID_REG) == EDU_ID_VALUE, "not edu's id at BAR0", bar);
+    CHECK(ri.base + ri.size <= (1ull << 28), "hypervisor beyond edu's 28-bit DMA mask at",
+          ri.base);
+    CHECK(dma_roundtrip(bar, 0x11), "DMA to guest memory failed, edu at", bar);
 
-    if (!dma_roundtrip(r, bar, 0x11))
-        return false;
     /* Measured: QEMU 7.2's AMD-Vi model detects these faults (its amdvi_page_fault trace
      * fires) but writes nothing to the event log, so there the count cannot grow. */
-    bool counts = !(d.kinds == KIND_AMDVI && smbios_manufacturer_is("QEMU"));
-    uint64_t sum0, sum1, f0, f1, f2;
-    if (!image_checksum(r, &sum0) || !faults_now(r, &f0))
-        return false;
+    bool counts = !(kinds == KIND_AMDVI && smbios_manufacturer_is("QEMU"));
+    uint64_t sum0, f0, f;
+    CHECK(hc(HC_IMAGE_CHECKSUM, 0, &h), "IMAGE_CHECKSUM failed", h.rax);
+    sum0 = h.rbx;
+    CHECK(hv_stat(ST_DMA_FAULTS, &f0) == HV_STAT_OK, "STATS 0x300 failed", 0);
 
     /* Writes: the image header, its code, and the last page (heap: IOMMU tables live
-     * there). edu's buffer still holds the round trip's pattern. The fault count is read
-     * after each one: an IOMMU records a limited number of faults (VT-d folds repeats
-     * from one device into the pending record) until the hypervisor collects them. */
-    const uint64_t targets[] = { ri.base, ri.base + 0x1000, ri.base + ri.size - 0x1000 };
-    f1 = f0;
-    for (unsigned i = 0; i < ARRAY_SIZE(targets); i++) {
-        uint64_t before = f1;
-        if (!edu_dma(r, bar, EDU_BUF, targets[i], true) || !faults_now(r, &f1))
-            return false;
-        if (counts && f1 == before)
-            return test_fail(r, "no fault recorded for the blocked DMA write to %lx",
-                             targets[i]);
-    }
-    if (!image_checksum(r, &sum1))
-        return false;
-    if (sum1 != sum0)
-        return test_fail(r, "the hypervisor's image changed: checksum %lx -> %lx", sum0, sum1);
-    if (!hello_ok())
-        return test_fail(r, "HELLO fails after the DMA writes");
-
-    /* Read: the image header into edu, then edu into guest memory. */
+     * there), from edu's buffer (the round trip's pattern); then a read of the header.
+     * The fault count is read after each: an IOMMU records a limited number of faults
+     * (VT-d folds repeats from one device into the pending record) until the hypervisor
+     * collects them. */
+    const uint64_t targets[] = { ri.base, ri.base + 0x1000, ri.base + ri.size - 0x1000,
+                                 ri.base };
     uint64_t *dst = (uint64_t *)(uintptr_t)DST_PAGE;
-    for (unsigned i = 0; i < LEN / 8; i++)
-        dst[i] = 0x5a5a5a5a5a5a5a5aull;
-    if (!edu_dma(r, bar, ri.base, EDU_BUF, false) || !edu_dma(r, bar, EDU_BUF, DST_PAGE, true))
-        return false;
-    if (dst[0] == RUNTIME_MAGIC)
-        return test_fail(r, "a device read the hypervisor's image header");
-    if (!faults_now(r, &f2))
-        return false;
-    if (counts && f2 < f1 + 1)
-        return test_fail(r, "no fault recorded for the blocked DMA read");
+    f = f0;
+    for (unsigned i = 0; i < ARRAY_SIZE(targets); i++) {
+        uint64_t before = f;
+        bool rd = i == ARRAY_SIZE(targets) - 1;
+        dst[0] = 0x5a5a5a5a5a5a5a5aull;
+        CHECK(rd ? edu_dma(bar, targets[i], EDU_BUF, false) &&
+                   edu_dma(bar, EDU_BUF, DST_PAGE, true)
+                 : edu_dma(bar, EDU_BUF, targets[i], true), "edu DMA did not finish at",
+              targets[i]);
+        CHECK(hv_stat(ST_DMA_FAULTS, &f) == HV_STAT_OK, "STATS 0x300 failed", 0);
+        CHECK(!counts || f > before, "no fault recorded for the blocked DMA at", targets[i]);
+    }
+    CHECK(dst[0] != RUNTIME_MAGIC, "a device read the hypervisor's image header at", ri.base);
+    CHECK(hc(HC_IMAGE_CHECKSUM, 0, &h) && h.rbx == sum0, "the hypervisor's image changed, sum",
+          h.rbx);
+    CHECK(hc(HC_HELLO, 0, &h) && h.rbx == HC_HELLO_MAGIC && h.rcx == 42,
+          "HELLO fails after the DMAs, rbx", h.rbx);
 
-    /* The IOMMU's registers are the hypervisor's too. */
-    struct fault_info f;
+    /* The IOMMU's registers are the hypervisor's too: #GP(0) on a read and a write. */
+    struct fault_info fi;
     uint64_t v;
-    unsigned n = mem_read64_faults(d.regs, &v, &f);
-    if (n != 1 || f.vector != VEC_GP || f.error != 0)
-        return test_fail(r, "read of the IOMMU registers at %lx: %u fault(s), %s (expected "
-                            "#GP(0))", d.regs, n, n ? trap_name(f.vector) : "none");
-    n = mem_write64_faults(d.regs + 0x18, 0, &f);
-    if (n != 1 || f.vector != VEC_GP || f.error != 0)
-        return test_fail(r, "write of the IOMMU registers at %lx: %u fault(s), %s (expected "
-                            "#GP(0))", d.regs + 0x18, n, n ? trap_name(f.vector) : "none");
-
+    CHECK(mem_read64_faults(regs, &v, &fi) == 1 && fi.vector == VEC_GP && !fi.error,
+          "no #GP(0) reading the IOMMU registers at", regs);
+    CHECK(mem_write64_faults(regs + 0x18, 0, &fi) == 1 && fi.vector == VEC_GP && !fi.error,
+          "no #GP(0) writing the IOMMU registers at", regs);
     /* The device still works, so the tables survived all of it. */
-    if (!dma_roundtrip(r, bar, 0x77))
-        return false;
-    return test_pass(r, "edu 00:%02x.0 via %s: guest DMA works; %zu writes, 1 read into the "
+    CHECK(dma_roundtrip(bar, 0x77), "DMA to guest memory failed afterwards, edu at", bar);
+    return test_pass(r, "edu 00:%02x.0 via %s: guest DMA works; 3 writes, 1 read into the "
                         "hypervisor blocked (image sum kept, %lu faults%s); IOMMU regs #GP; "
-                        "%s hidden", dev, d.kinds == KIND_VTD ? "VT-d" : "AMD-Vi",
-                     ARRAY_SIZE(targets), f2 - f0, counts ? "" : ": QEMU logs none",
-                     d.kinds == KIND_VTD ? "DMAR" : "IVRS");
+                        "%s hidden", dev, kinds == KIND_VTD ? "VT-d" : "AMD-Vi", f - f0,
+                     counts ? "" : ": QEMU logs none", kinds == KIND_VTD ? "DMAR" : "IVRS");
+fail:
+    return test_fail(r, "%s %lx", why, at);
 }

@@ -10,7 +10,7 @@
  *   0x00500-0x07bff  real-mode stack (SS:SP = 0000:7c00, grows down)
  *   0x07c00-...      guest.bin: entry code, real-mode data (must stay below 0x10000 so
  *                    real mode reaches it with DS = 0), C code, data, then .bss.
- *                    The linker script refuses an image past 0x7c00 + 60 KiB and a .bss
+ *                    The linker script refuses an image past 0x7c00 + 96 KiB and a .bss
  *                    past GUEST_PT_BASE.
  *   0x70000-0x75fff  long-mode page tables: PML4, PDPT, four page directories
  *   0x76000-0x76fff  AP start-up trampoline (SIPI vector 0x76, copied from ap_boot.S)

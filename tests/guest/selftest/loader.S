@@ -4,7 +4,7 @@
  * jumps to 0000:7c00 with DL = the boot drive and interrupts disabled, as the hypervisor
  * would start the guest. Linked at 0x600; the code before the far jump uses no absolute
  * addresses. */
-#define GUEST_SECTORS 120           /* 60 KiB: the most guest.bin may hold */
+#define GUEST_SECTORS 192           /* 96 KiB: the most guest.bin may hold */
 
     .code16
     .text
