@@ -13,8 +13,8 @@ static const struct guest_test tests[] = {
     { "unknown_hypercall",        t_unknown_hypercall },
     { "hypervisor_write_blocked", t_hypervisor_write_blocked },
     { "runtime_info",             t_runtime_info },
-    /* DMA by QEMU's edu device aimed at the hypervisor (dma_tests.c); passes saying
-     * "skipped" where there is no edu device or no IOMMU */
+    /* DMA by QEMU's edu device aimed at the hypervisor (dma_tests.c); skipped where
+     * there is no edu device or no IOMMU */
     { "dma_protection",           t_dma_protection },
     /* not part of the hypervisor contract: the guest's own fault machinery */
     { "fault_recovery",           t_fault_recovery },

@@ -113,7 +113,8 @@ plain)
     expect '^guest: SKIP wprot_pages: no hypervisor' "wprot_pages did not skip"
     expect '^guest: SKIP iomon_ports: no hypervisor' "iomon_ports did not skip"
     expect '^guest: SKIP user_hypercall: no hypervisor' "user_hypercall did not skip"
-    expect_counts 22 5
+    expect '^guest: SKIP dma_protection: no hypervisor' "dma_protection did not skip"
+    expect_counts 23 5
     ;;
 fakehv)
     for t in boot_state e820_call e820_hides_hypervisor memsize_calls hello_hypercall \
@@ -123,7 +124,9 @@ fakehv)
     done
     expect '^guest: SKIP wprot_pages: hypapp wprot is not built in' \
         "wprot_pages did not skip"
-    expect_counts 27 0
+    expect '^guest: SKIP dma_protection: (no hypervisor|the hypervisor does not answer)' \
+        "dma_protection did not skip"
+    expect_counts 28 0
     ;;
 bench)
     expect '^bench: xapic_read ticks/access=' "no xapic_read figure"
