@@ -32,7 +32,8 @@ FREE     := -std=c11 -ffreestanding -fno-builtin -fno-stack-protector -fno-pic -
             -mgeneral-regs-only $(OPT_FLAGS) $(GFLAG) $(GCFLAGS) $(WARN) -Ixmhf/include \
             --param=min-pagesize=0 -DXMHF_VERSION='"$(VERSION)"' \
             -DDEBUG_SERIAL_PORT=$(DEBUG_SERIAL) -DXMHF_SINGLESTEP=$(or $(SINGLESTEP),0) \
-            -DXMHF_DMAP=$(or $(DMAP),1)
+            -DXMHF_DMAP=$(or $(DMAP),1) \
+            $(if $(EXITLOG),-DXMHF_EXIT_LOG=$(EXITLOG))
 CFLAGS64 := $(FREE) -m64 -mcmodel=kernel -mno-red-zone
 CFLAGS32 := $(FREE) -m32 -march=i686
 

@@ -1,12 +1,14 @@
 #!/bin/sh
 # The xAPIC interception benchmark (`make bench`): runs the test guest's bench build
-# (tests/guest/build/bench/guest.bin, see tests/guest/bench.c) three ways and prints
+# (tests/guest/build/bench/guest.bin, see tests/guest/bench.c) on every path and prints
 # one table. On Bochs with `clock: sync=none` one TSC tick is one guest instruction, so
 # every figure is a deterministic path length, not a time.
-#   1. under the hypervisor on Bochs 3.0 (monitor trap flag),
-#   2. under the hypervisor on Debian's Bochs 2.7 (no MTF: the TF/#DB fallback),
-#   2b. under the hypervisor on Bochs 3.0 with apic=zeroexit (no APIC access intercepted),
-#   3. natively on Bochs 3.0, without the hypervisor (the guest's self-test loader).
+#   1. under the hypervisor on Bochs 3.0 corei7_icelake_u (MTF, EPT sub-page write
+#      permissions), on Bochs 3.0's default model (MTF), on Debian's Bochs 2.7 (no MTF:
+#      the TF/#DB fallback), with apic=zeroexit (no APIC access intercepted) on
+#      Bochs 3.0, and the AMD build on Bochs 3.0 ryzen (SVM, TF/#DB),
+#   2. natively on Bochs 3.0, without the hypervisor (the guest's self-test loader),
+#   3. the AMD build under QEMU TCG and QEMU natively (exits exact, ticks indicative).
 # Figures only: nothing here passes or fails on a number. The exit status is non-zero
 # only when a run produced no figures at all.
 #
@@ -41,9 +43,14 @@ run_native() {
     grep -a '^bench: ' "$work/native.out" >"$work/native.txt" || true
 }
 
+run_hv spp bochs --cpu-model corei7_icelake_u
 run_hv mtf bochs
 run_hv tf bochs-nomtf
 run_hv zeroexit bochs --cmdline apic=zeroexit
+if [ ! -f "$root/build/svm/hypervisor-x86-amd64.bin.gz" ]; then
+    make -s -C "$root" svm >"$work/svm-build.log" 2>&1 || echo "bench: make svm failed" >&2
+fi
+run_hv ryzen bochs --cpu-model ryzen --xmhf-bin "$root/build/svm"
 run_native
 
 # field FILE ACCESS KEY: the value of KEY= on ACCESS's line, or "-"
@@ -54,25 +61,31 @@ field() {
 }
 
 echo
-echo "xAPIC access cost, BSP only, 1000 accesses each (ticks = guest instructions on Bochs)"
-printf '%-11s | %12s | %9s | %9s | %17s | %8s | %17s\n' access "native ticks" \
-    "MTF ticks" "MTF exits" "TF-fallback ticks" "TF exits" "ratio MTF/native"
-printf '%s\n' "------------+--------------+-----------+-----------+-------------------+----------+------------------"
+echo "xAPIC access cost, BSP only, 1000 accesses each (ticks = guest TSC ticks = instructions"
+echo "on Bochs with clock: sync=none, hypervisor included; exits = VM exits per access)"
+printf '%-11s | %7s | %15s | %15s | %15s | %15s\n' access native "MTF+SPP" MTF \
+    "TF (no MTF)" "SVM (ryzen)"
+printf '%-11s | %7s | %15s | %15s | %15s | %15s\n' "" ticks "ticks / exits" \
+    "ticks / exits" "ticks / exits" "ticks / exits"
+printf '%s\n' "------------+---------+-----------------+-----------------+-----------------+----------------"
 any=0
 for a in empty_loop xapic_read eoi_write icr_write; do
     n=$(field "$work/native.txt" $a ticks/access)
-    m=$(field "$work/mtf.txt" $a ticks/access)
-    me=$(field "$work/mtf.txt" $a exits/access)
-    t=$(field "$work/tf.txt" $a ticks/access)
-    te=$(field "$work/tf.txt" $a exits/access)
-    ratio=-
-    if [ "$n" != - ] && [ "$m" != - ] && [ "$n" -gt 0 ]; then
-        ratio=$(awk -v m="$m" -v n="$n" 'BEGIN { printf "%.0f", m / n }')
-    fi
-    for v in "$n" "$m" "$t"; do [ "$v" != - ] && any=1; done
-    printf '%-11s | %12s | %9s | %9s | %17s | %8s | %17s\n' $a "$n" "$m" "$me" "$t" "$te" "$ratio"
+    [ "$n" != - ] && any=1
+    row=$(printf '%-11s | %7s' $a "$n")
+    for r in spp mtf tf ryzen; do
+        t=$(field "$work/$r.txt" $a ticks/access)
+        e=$(field "$work/$r.txt" $a exits/access)
+        [ "$t" != - ] && any=1
+        row="$row | $(printf '%15s' "$t / $e")"
+    done
+    echo "$row"
 done
 echo
+echo "MTF+SPP: Bochs 3.0 corei7_icelake_u (EPT sub-page write permissions: only 0x280-0x37f"
+echo "writes exit); MTF: Bochs 3.0 corei7_skylake_x; TF: Debian's Bochs 2.7 (no MTF);"
+echo "SVM: the AMD build on Bochs 3.0 ryzen (RFLAGS.TF + #DB). Reads never exit (read-only"
+echo "mapping). empty_loop is the timed loop without an access (in every figure)."
 echo
 echo "apic=zeroexit (Bochs 3.0): no APIC access intercepted"
 printf '%-11s | %12s | %14s | %14s | %20s\n' access "native ticks" "zeroexit ticks" "zeroexit exits" "ratio zeroexit/native"
@@ -89,7 +102,6 @@ for a in empty_loop xapic_read eoi_write icr_write; do
     printf '%-11s | %12s | %14s | %14s | %20s\n' $a "$n" "$z" "$ze" "$ratio"
 done
 echo
-echo "empty_loop is the timed loop without an access (loop overhead, in every figure)."
 echo "icr_write: a fixed self-IPI (shorthand self, vector 0xf1) with interrupts disabled."
 echo "Logs: $work"
 
@@ -98,9 +110,6 @@ echo "Logs: $work"
 # in QEMU from a disk image (the guest's loader in sector 0). QEMU's TSC follows the
 # host's clock, not the instructions executed: ticks vary from run to run and with
 # the host's load. Exits per access are exact; they are the deterministic figure.
-if [ ! -f "$root/build/svm/hypervisor-x86-amd64.bin.gz" ]; then
-    make -s -C "$root" svm >"$work/svm-build.log" 2>&1 || echo "bench: make svm failed" >&2
-fi
 echo "bench: svm: test2.py --emulator qemu-svm --xmhf-bin build/svm (log in $work/svm)" >&2
 "$root/.jenkins/test2.py" --emulator qemu-svm --xmhf-bin "$root/build/svm" --smp 1 \
     --guest "$guest" --guest-done 'bench: done' --work-dir "$work/svm" >"$work/svm.out" 2>&1 \
@@ -136,4 +145,77 @@ echo
 echo "SVM steps by RFLAGS.TF + #DB: one #NPF and one #DB exit per access. QEMU's TSC is"
 echo "not instruction-exact (it is the host's time, and every world switch flushes QEMU's"
 echo "TLB): the ticks are indicative only; exits per access is the deterministic figure."
+# ---- VM exits by class during a Linux boot ----
+# The Linux guest of tests/linux (Debian 12's kernel, busybox, 2 CPUs, 256 MB) booted to
+# its "linux-guest: done" under a build that prints every CPU's exit counters every 1024
+# exits (make EXITLOG=1024: build/bench-vmx, build/bench-svm); the figures are each
+# CPU's last line before "done", so they are exact to within 1024. BENCH_LINUX=0 leaves
+# this part out (four Linux boots, minutes each under Bochs).
+linux_run() {
+    name=$1 emu=$2 bin=$3
+    shift 3
+    echo "bench: linux-$name: test2.py --emulator $emu $* (log in $work/linux-$name)" >&2
+    "$root/.jenkins/test2.py" --emulator "$emu" "$@" --smp 2 --xmhf-bin "$root/$bin" \
+        --qemu-image "$disk" --guest-done 'linux-guest: done' --memory 256 --timeout 2400 \
+        --work-dir "$work/linux-$name" >"$work/linux-$name.out" 2>&1 \
+        || echo "bench: linux-$name: test2.py failed, see $work/linux-$name.out" >&2
+}
+
+# linux_classes NAME ARCH: "cpu N: T exits: class n, ..." from the last counter lines.
+linux_classes() {
+    tr -d '\r' <"$work/linux-$1/serial.log" 2>/dev/null |
+    awk -v arch="$2" '
+        /linux-guest: done/ { exit }
+        /^xmhf: exits cpu / { cpu = $4; sub(":", "", cpu); last[cpu] = $0 }
+        END {
+            if (arch == "vmx") {
+                nm[0] = "exception/NMI (TF step #DB)"; nm[1] = "interrupt"; nm[10] = "CPUID";
+                nm[18] = "VMCALL"; nm[28] = "CR"; nm[31] = "RDMSR"; nm[32] = "WRMSR";
+                nm[37] = "MTF"; nm[48] = "EPT violation (APIC write)"; nm[30] = "I/O";
+                nm[3] = "INIT"; nm[8] = "NMI window"; nm[55] = "XSETBV"; nm[12] = "HLT";
+            } else {
+                nm[0] = "interrupt"; nm[1] = "NMI"; nm[18] = "CPUID"; nm[20] = "IRET";
+                nm[28] = "MSR"; nm[64] = "exceptions (TF step #DB)";
+                nm[65] = "#NPF (APIC write)"; nm[66] = "CR/DR"; nm[11] = "VMMCALL";
+                nm[71] = "other";
+            }
+            for (cpu in last) {
+                n = split(last[cpu], f, " "); out = "";
+                for (i = 1; i <= n; i++) {
+                    if (split(f[i], kv, ":") == 2 && kv[1] ~ /^[0-9]+$/) {
+                        k = kv[1] + 0; name = (k in nm) ? nm[k] : "slot " k;
+                        out = out (out == "" ? "" : ", ") name " " kv[2];
+                    }
+                }
+                printf "  cpu %s: %s exits: %s\n", cpu, f[5], out;
+            }
+        }'
+}
+
+if [ "${BENCH_LINUX:-1}" != 0 ]; then
+    disk=$(cd "$root" && tests/linux/build-disk.sh 2>"$work/disk.log" | tail -n 1)
+    make -s -C "$root" OUT=build/bench-vmx TARGET_ARCH=x86-vmx EXITLOG=1024 all \
+        >"$work/exitlog-build.log" 2>&1 &&
+    make -s -C "$root" OUT=build/bench-svm TARGET_ARCH=x86-svm EXITLOG=1024 all \
+        >>"$work/exitlog-build.log" 2>&1 || echo "bench: the EXITLOG builds failed" >&2
+    if [ -f "$disk" ]; then
+        linux_run spp bochs build/bench-vmx --cpu-model corei7_icelake_u
+        linux_run mtf bochs build/bench-vmx
+        linux_run tf bochs-nomtf build/bench-vmx
+        linux_run svm qemu-svm build/bench-svm
+        echo
+        echo "VM exits by class, Linux boot to 'linux-guest: done' (2 CPUs; exact to 1024)"
+        for r in "spp vmx MTF+SPP (Bochs 3.0 icelake_u)" "mtf vmx MTF (Bochs 3.0 skylake_x)" \
+                 "tf vmx TF (Bochs 2.7)" "svm svm SVM (QEMU TCG)"; do
+            set -- $r
+            n=$1 a=$2
+            shift 2
+            echo "$*:"
+            linux_classes "$n" "$a"
+        done
+    else
+        echo "bench: no Linux disk (tests/linux/build-disk.sh), see $work/disk.log" >&2
+    fi
+fi
+
 [ "$any" = 1 ]

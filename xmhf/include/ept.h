@@ -20,6 +20,13 @@
 #define EPT_IGNORE_PAT (1ull << 6)
 #define EPT_LARGE      (1ull << 7)  /* bit 7 of a PDE/PDPTE: maps a 2 MiB / 1 GiB page */
 #define EPT_ADDR_MASK  0x000ffffffffff000ull
+/* 29.3.4 "Sub-Page Write Permissions": bit 61 of a 4 KiB leaf without write permission
+ * sends writes to the SPP table, whose leaf for the page is a vector with bit 2i set
+ * when sub-page i (128 bytes) may be written (odd bits reserved); its other levels are
+ * indexed like EPT, bit 0 present, bits 11:1 and 63:52 reserved. */
+#define EPT_SPP        (1ull << 61)
+#define SPP_PRESENT    (1ull << 0)
+#define SPP_WRITE(i)   (1ull << (2 * (i)))
 
 /* EPTP (25.6.11): bits 2:0 memory type of the paging structures, 5:3 walk length - 1. */
 #define EPTP_WB        6ull

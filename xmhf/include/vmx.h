@@ -20,7 +20,7 @@
     X(64, IO_BITMAP_A, 0x2000) X(64, IO_BITMAP_B, 0x2002) X(64, MSR_BITMAP, 0x2004) \
     X(64, EXIT_MSR_STORE_ADDR, 0x2006) X(64, EXIT_MSR_LOAD_ADDR, 0x2008) \
     X(64, ENTRY_MSR_LOAD_ADDR, 0x200a) X(64, TSC_OFFSET, 0x2010) X(64, EPT_POINTER, 0x201a) \
-    X(64, XSS_EXIT_BITMAP, 0x202c) \
+    X(64, XSS_EXIT_BITMAP, 0x202c) X(64, SPPTP, 0x2030) \
     X(64, GUEST_PHYS_ADDR, 0x2400) \
     X(64, VMCS_LINK_PTR, 0x2800) X(64, GUEST_DEBUGCTL, 0x2802) X(64, GUEST_PAT, 0x2804) \
     X(64, GUEST_EFER, 0x2806) X(64, GUEST_PDPTE0, 0x280a) X(64, GUEST_PDPTE1, 0x280c) \
@@ -97,6 +97,7 @@ VMCS_FIELDS(X)
 #define PROC2_UNRESTRICTED (1u << 7)
 #define PROC2_INVPCID     (1u << 12)
 #define PROC2_XSAVES      (1u << 20)
+#define PROC2_SPP         (1u << 23)    /* sub-page write permissions for EPT (29.3.4) */
 /* 24.7.1 VM-Exit Controls */
 #define EXIT_SAVE_DEBUG   (1u << 2)
 #define EXIT_HOST_64      (1u << 9)

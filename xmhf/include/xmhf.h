@@ -185,10 +185,25 @@ struct vcpu {
     struct gregs *regs;
 };
 
+/* Benchmark builds (make EXITLOG=N): every N exits, a CPU prints its exit counters
+ * (exitlog.c); otherwise nothing. Called by both exit handlers after counting. */
+void exit_log_print(struct pcpu *c);
+static inline void exit_log(struct pcpu *c)
+{
+#ifdef XMHF_EXIT_LOG
+    if (c->exits_total % XMHF_EXIT_LOG == 0)
+        exit_log_print(c);
+#else
+    (void)c;
+#endif
+}
+
 /* Implemented by the architecture half (vmx/ or svm/). */
 extern const char *const arch_name;          /* "VMX" / "SVM" for the boot log */
 extern const uint8_t arch_hypercall_insn[3]; /* VMCALL / VMMCALL: the E820 stub's trap */
 bool arch_guest_event_pending(struct vcpu *v);  /* an event is set up for injection */
+/* Only writes near the ICR exit on this CPU (EPT sub-page write permissions). */
+bool arch_apic_subpage_writes(struct pcpu *c);
 /* A #DB in the host that an emulator left over from the guest (svm-x86svm.c); asked
  * before the handler touches per-CPU state. */
 bool arch_host_db_is_stale(uint64_t rip);

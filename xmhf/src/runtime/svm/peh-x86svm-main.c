@@ -481,6 +481,7 @@ void svm_exit_handler(struct pcpu *c, struct gregs *g)
     c->exits_total++;
     dmap_poll(false);       /* IOMMU faults into the log, at most every few ms */
     c->exits[stat_slot(code)]++;
+    exit_log(c);
     uint64_t info = vm->ctl.exitintinfo;
     /* A step in progress sees every exit first (its #DB, exceptions, NMIs). */
     if (svm_of(c)->step != STEP_NONE && code < SVM_EXIT_CODE_COUNT && svm_smpg_step_exit(&v, code))

@@ -60,6 +60,13 @@ bool arch_msr_in_bitmap(uint32_t msr)
     return svm_msrpm_locate(msr, &shift) >= 0;
 }
 
+/* SVM has nothing like EPT sub-page write permissions: every APIC write exits. */
+bool arch_apic_subpage_writes(struct pcpu *c)
+{
+    (void)c;
+    return false;
+}
+
 /* Bochs 3.0 quirk: its #VMEXIT does not discard the single-step trap it scheduled when
  * the guest's RFLAGS.TF was 1 at the start of an instruction (only an exception
  * intercept does), so any other #VMEXIT of such an instruction (#NPF, an instruction

@@ -110,6 +110,26 @@ void vmx_ept_private_init(struct vmx_cpu *x)
 {
     if (pt_path_alloc(&x->path, &ept_pt_heap) != 0)
         panic("EPT: out of table pages");
+    for (int l = 0; x->spp && l < 4; l++)
+        x->sppt[l] = page_alloc(&x->sppt_pa[l]);
+}
+
+/* With SPP the APIC page's writes exit only in sub-pages 5 and 6 (0x280-0x37f): 6 holds
+ * ICR_LO and ICR_HI (and the LVT timer); 5 (ESR, LVT CMCI) is kept too, so that no store
+ * that begins in a writable sub-page can run on into the ICR (whether a processor checks
+ * each sub-page a store touches or only the first is not something to rely on; Bochs
+ * checks the first). EOI, TPR, the timer count and the rest are written natively. */
+#define APIC_SPP_VECTOR (0x5555555555555555ull & ~SPP_WRITE(5) & ~SPP_WRITE(6))
+
+/* This CPU's SPP table leads to page (4 pages, one path, like the EPT path: nothing is
+ * allocated per move). The old path's entries are cleared first. Caller flushes. */
+static void sppt_build(struct vmx_cpu *x, uint64_t old, uint64_t page)
+{
+    for (int l = 0; l < 4; l++)
+        x->sppt[l][PT_PATH_IDX(old, l)] = 0;
+    for (int l = 0; l < 3; l++)
+        x->sppt[l][PT_PATH_IDX(page, l)] = x->sppt_pa[l + 1] | SPP_PRESENT;
+    x->sppt[3][PT_PATH_IDX(page, 3)] = APIC_SPP_VECTOR;
 }
 
 /* Makes apic_gpa this CPU's watched page (0: none; the path then sits at the default
@@ -122,6 +142,8 @@ int vmx_ept_private_build(struct vmx_cpu *x, uint64_t apic_gpa)
     if (gpa_in_hypervisor(page, PAGE_SIZE_4K) || page >= phys_bits_limit)
         return -1;
     spin_lock(&ept_lock);
+    if (x->spp)
+        sppt_build(x, x->path.in, page);
     pt_path_build(&x->path, ept_root, page, &ept_format, &ept_pt_heap);
     x->apic_gpa = apic_gpa;
     if (apic_gpa)
@@ -140,7 +162,8 @@ void vmx_ept_apic_entry(struct vmx_cpu *x, enum apic_map how)
     if (how == APIC_MAP_CAPTURE)
         *leaf = x->cap.pa | EPT_RWX | (EPT_MT_WB << EPT_MT_SHIFT);
     else
-        *leaf = x->apic_gpa | EPT_R | EPT_X | (EPT_MT_UC << EPT_MT_SHIFT);
+        *leaf = x->apic_gpa | EPT_R | EPT_X | (EPT_MT_UC << EPT_MT_SHIFT) |
+                (x->spp ? EPT_SPP : 0);
 }
 
 /* ---- guest-page protection for hypapps (guestmem.c) ----

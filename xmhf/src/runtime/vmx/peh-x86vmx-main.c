@@ -421,6 +421,7 @@ void vmx_exit_handler(struct pcpu *c, struct gregs *g)
     c->exits_total++;
     dmap_poll(false);       /* IOMMU faults into the log, at most every few ms */
     c->exits[basic < EXIT_STAT_SLOTS ? basic : EXIT_STAT_SLOTS - 1]++;
+    exit_log(c);
     if (reason & EXIT_REASON_ENTRY_FAIL)
         exit_entry_failed(&v);
     /* An exit in the middle of delivering an event (27.2.4): unless the handler injects

@@ -19,6 +19,11 @@ bool arch_guest_event_pending(struct vcpu *v)
     return vmx_event_pending();
 }
 
+bool arch_apic_subpage_writes(struct pcpu *c)
+{
+    return vmx_of(c)->spp;
+}
+
 /* VM exits load the host's RFLAGS and DR7, and no emulator used here leaks a guest trap
  * into the host on VMX (compare svm-x86svm.c). */
 bool arch_host_db_is_stale(uint64_t rip)
@@ -74,7 +79,8 @@ static int check_caps(struct pcpu *c, struct vmx_cpu *x)
                PROC_SECONDARY | PROC_MSR_BITMAP | PROC_NMI_WINDOW, &x->proc,
                "processor-based (secondary controls, MSR bitmaps, NMI-window exiting)") ||
         adjust(c, MSR_IA32_VMX_PROCBASED2,
-               PROC2_EPT | PROC2_UNRESTRICTED | PROC2_RDTSCP | PROC2_INVPCID | PROC2_XSAVES,
+               PROC2_EPT | PROC2_UNRESTRICTED | PROC2_RDTSCP | PROC2_INVPCID | PROC2_XSAVES |
+               PROC2_SPP,
                PROC2_EPT | PROC2_UNRESTRICTED, &x->proc2,
                "secondary (EPT, unrestricted guest)") ||
         adjust(c, true_ctls ? MSR_IA32_VMX_TRUE_EXIT : MSR_IA32_VMX_EXIT,
@@ -107,6 +113,10 @@ static int check_caps(struct pcpu *c, struct vmx_cpu *x)
                "(IA32_VMX_MISC bit 8), which this CPU does not offer; boot without it\n", c->idx);
         return -1;
     }
+    /* Sub-page write permissions where offered: only writes near the ICR exit. */
+    if (apic_zeroexit())
+        x->proc2 &= ~PROC2_SPP;     /* nothing of the APIC page is watched there */
+    x->spp = x->proc2 & PROC2_SPP;
     if (!(rdmsr(MSR_IA32_VMX_EPT_VPID_CAP) & EPTCAP_INVEPT_ALL)) {
         printk("xmhf: CPU %u: INVEPT (all contexts) is missing\n", c->idx);
         return -1;
@@ -169,8 +179,10 @@ int arch_cpu_init(struct pcpu *c)
                "INIT/STARTUP through INIT and SIPI VM exits\n", c->idx, c->apic_id);
         return 0;
     }
-    printk("xmhf: CPU %u (APIC ID %u): VMX on, APIC accesses single-stepped by %s\n", c->idx,
-           c->apic_id, x->mtf ? "the monitor trap flag" : XMHF_SINGLESTEP == 2 ?
+    printk("xmhf: CPU %u (APIC ID %u): VMX on, xAPIC page read-only, writes%s single-stepped "
+           "by %s\n", c->idx, c->apic_id,
+           x->spp ? " to 0x280-0x37f (EPT sub-page write permissions)" : "",
+           x->mtf ? "the monitor trap flag" : XMHF_SINGLESTEP == 2 ?
            "RFLAGS.TF + #DB (forced by --with-singlestep=tf)" : "RFLAGS.TF + #DB (no monitor trap flag)");
     return 0;
 }
@@ -260,6 +272,8 @@ static void vmcs_controls(struct vmx_cpu *x)
     vmwrite64(VMCS_TSC_OFFSET, 0);
     if (x->proc2 & PROC2_XSAVES)
         vmwrite64(VMCS_XSS_EXIT_BITMAP, 0);
+    if (x->spp)
+        vmwrite64(VMCS_SPPTP, x->sppt_pa[0]);
     /* CR0/CR4 bits VMX forces (NE, VMXE, ...) belong to the hypervisor: the guest reads
      * its own values from the shadows, and writes that touch them exit. */
     vmwriteN(VMCS_CR0_MASK, (x->cr0_guest_fixed0 | ~x->cr0_fixed1) & 0xffffffffull);

@@ -18,6 +18,9 @@ struct vmx_cpu {
     uint64_t apic_gpa;                          /* watched xAPIC page; 0: none (off, x2APIC) */
     struct apic_capture cap;                    /* a write step runs against its page */
     bool mtf;                                   /* step with MTF, else RFLAGS.TF + #DB */
+    bool spp;                                   /* EPT sub-page write permissions in use */
+    uint64_t *sppt[4];                          /* this CPU's SPP table: one path (ept-) */
+    uint64_t sppt_pa[4];
     bool nmi_window;                            /* NMI-window exiting requested */
     bool wait_sipi;         /* apic=zeroexit: the guest was entered in wait-for-SIPI */
     bool sipi_guard;        /* apic=zeroexit: MTF until the started CPU's first instruction */
