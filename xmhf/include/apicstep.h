@@ -23,8 +23,8 @@
 struct apic_capture {
     uint32_t *page;                 /* the guest's writes land here during a step */
     uint64_t pa;
+    uint32_t *ref;                  /* the page as filled, to tell what was written */
     uint64_t readable[APIC_SLOTS / 64];     /* slots filled from the real APIC */
-    uint32_t fill[APIC_SLOTS];      /* dword 0 of each slot as filled (0: not readable) */
     uint32_t fault_off;             /* offset of the write that began the step */
     uint64_t string_regs[3];        /* RCX, RSI, RDI at the fault */
 };

@@ -66,11 +66,6 @@ static void set_readable(struct apic_capture *cap, unsigned slot)
     cap->readable[slot / 64] |= 1ull << (slot % 64);
 }
 
-static bool is_readable(const struct apic_capture *cap, unsigned slot)
-{
-    return cap->readable[slot / 64] >> (slot % 64) & 1;
-}
-
 /* Table 11-1, the registers that can be read. Left out: the APR (0x90) and the RRD
  * (0xc0), which current processors do not have, EOI (write-only; reads give 0, as the
  * capture page does), the reserved slots, and the LVTs this APIC lacks (its version
@@ -84,8 +79,10 @@ void apic_capture_init(struct apic_capture *cap, struct pcpu *c)
     };
     if (c->is_bsp && !apic_window_on)
         apic_window_init();     /* before any guest runs; the APs are parked */
-    if (!cap->page)
+    if (!cap->page) {
         cap->page = page_alloc(&cap->pa);
+        cap->ref = page_alloc(NULL);
+    }
     memset(cap->readable, 0, sizeof(cap->readable));
     for (unsigned i = 0; i < ARRAY_SIZE(always); i++)
         set_readable(cap, SLOT(always[i]));
@@ -101,7 +98,7 @@ void apic_capture_init(struct apic_capture *cap, struct pcpu *c)
     if (max_lvt >= 6)
         set_readable(cap, SLOT(0x2f0));
     memset(cap->page, 0, 4096);
-    memset(cap->fill, 0, sizeof(cap->fill));
+    memset(cap->ref, 0, 4096);
 }
 
 /* Between steps the capture page holds zeros except in the readable slots' first dwords,
@@ -120,20 +117,34 @@ void apic_capture_fill(struct apic_capture *cap, struct pcpu *c, uint32_t off,
             unsigned s = w * 64 + (unsigned)__builtin_ctzll(m);
             uint32_t val = apic[s * 4];
             cap->page[s * 4] = val;
-            cap->fill[s] = val;
+            cap->ref[s * 4] = val;
         }
     }
 }
 
-/* Back to zeros everywhere but the readable slots (refilled before the next step). */
+/* The first 8-byte word from q on (of 512) where the capture page differs from the
+ * page as filled, or 512. One REPE CMPSQ: the common step wrote one register, so the
+ * page is compared in about three runs rather than 512 loop rounds (which mattered
+ * under Bochs, where a Linux timer tick has some 16,000 instructions of budget). */
+static unsigned next_diff(const struct apic_capture *cap, unsigned q)
+{
+    const uint64_t *a = (const uint64_t *)cap->page, *b = (const uint64_t *)cap->ref;
+    if (q >= 512)
+        return 512;
+    const uint64_t *pa = a + q, *pb = b + q;
+    uint64_t n = 512 - q;
+    __asm__ volatile("repe cmpsq" : "+S"(pa), "+D"(pb), "+c"(n) : : "cc", "memory");
+    unsigned last = (unsigned)(pa - a) - 1;
+    return a[last] != b[last] ? last : 512;
+}
+
+/* Back to the page as filled (the next fill rewrites the readable slots of both). */
 static void tidy(struct apic_capture *cap)
 {
-    for (unsigned s = 0; s < APIC_SLOTS; s++) {
-        uint32_t *r = &cap->page[s * 4];
-        if (r[0] != cap->fill[s] && !is_readable(cap, s))
-            r[0] = 0;
-        r[1] = r[2] = r[3] = 0;
-    }
+    uint64_t *a = (uint64_t *)cap->page;
+    const uint64_t *b = (const uint64_t *)cap->ref;
+    for (unsigned q = next_diff(cap, 0); q < 512; q = next_diff(cap, q + 1))
+        a[q] = b[q];
 }
 
 bool apic_capture_string_moved(const struct apic_capture *cap, const struct gregs *g)
@@ -157,20 +168,24 @@ void apic_capture_discard(struct apic_capture *cap)
  * at a slot's start, that touched reserved bytes, or that wrote more than one register
  * is counted as undefined (STATS 0x207), and handled as above. A register written with
  * the value it held, other than at the faulting offset, cannot be told from one not
- * written, and is not written again (README "Undefined APIC accesses"). */
+ * written, and is not written again (README "APIC writes"). */
 void apic_capture_commit(struct vcpu *v, struct apic_capture *cap)
 {
     struct pcpu *c = v->cpu;
-    uint32_t *pg = cap->page;
+    const uint32_t *pg = cap->page, *ref = cap->ref;
     uint64_t written[APIC_SLOTS / 64] = { 0 };
     unsigned count = 0, fault_slot = SLOT(cap->fault_off);
     bool undefined = (cap->fault_off & 0xf) != 0;
     c->stats[STAT_STEPS_DONE]++;
-    for (unsigned s = 0; s < APIC_SLOTS; s++) {
-        uint32_t *r = &pg[s * 4];
-        if (r[1] | r[2] | r[3])
-            undefined = true;
-        if (r[0] != cap->fill[s] || (s == fault_slot && (cap->fault_off & 0xf) < 4)) {
+    if ((cap->fault_off & 0xf) < 4) {
+        written[fault_slot / 64] |= 1ull << (fault_slot % 64);
+        count++;
+    }
+    for (unsigned q = next_diff(cap, 0); q < 512; q = next_diff(cap, q + 1)) {
+        unsigned s = q / 2, d = q * 2;
+        if (q & 1 || pg[d + 1] != ref[d + 1])
+            undefined = true;       /* bytes 4-15: reserved */
+        if (!(q & 1) && pg[d] != ref[d] && !(written[s / 64] >> (s % 64) & 1)) {
             written[s / 64] |= 1ull << (s % 64);
             count++;
         }
@@ -180,13 +195,16 @@ void apic_capture_commit(struct vcpu *v, struct apic_capture *cap)
     if (undefined)
         c->stats[STAT_APIC_UNDEFINED]++;
     volatile uint32_t *apic = apic_regs();
-    for (unsigned s = 0; s < APIC_SLOTS; s++) {
-        if (!(written[s / 64] >> (s % 64) & 1) || s == SLOT_ICR_LO)
-            continue;
-        apic[s * 4] = pg[s * 4];
-        if (s == SLOT(APIC_LDR) || s == SLOT(APIC_DFR)) {
-            c->apic_ldr = apic[APIC_LDR / 4];
-            c->apic_dfr = apic[APIC_DFR / 4];
+    for (unsigned w = 0; w < APIC_SLOTS / 64; w++) {
+        for (uint64_t m = written[w]; m; m &= m - 1) {
+            unsigned s = w * 64 + (unsigned)__builtin_ctzll(m);
+            if (s == SLOT_ICR_LO)
+                continue;
+            apic[s * 4] = pg[s * 4];
+            if (s == SLOT(APIC_LDR) || s == SLOT(APIC_DFR)) {
+                c->apic_ldr = apic[APIC_LDR / 4];
+                c->apic_dfr = apic[APIC_DFR / 4];
+            }
         }
     }
     if (written[SLOT_ICR_LO / 64] >> (SLOT_ICR_LO % 64) & 1) {
