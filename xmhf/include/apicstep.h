@@ -45,7 +45,13 @@ void apic_capture_init(struct apic_capture *cap, struct pcpu *c);
 /* Before the step of a write that faulted at offset off: the capture page gets the real
  * registers' values; g: the guest's registers at the fault. */
 void apic_capture_fill(struct apic_capture *cap, struct pcpu *c, uint32_t off,
-                       const struct gregs *g);
+                       const struct gregs *g, bool regs);
+
+/* The instruction bytes b (n of them) are a plain MOV store (88, 89, C6 /0, C7 /0 after
+ * segment, size and, in 64-bit code, REX prefixes): it reads no memory, so the capture
+ * page need not hold the real registers (regs = false above; a hostile guest that
+ * changes the bytes before the step only misleads its own reads). */
+bool apic_insn_is_plain_store(const uint8_t *b, unsigned n, bool long64);
 
 /* Whether RCX, RSI or RDI moved since the fill: an iteration of a REP string instruction
  * completed even though RIP stayed (for a single-step trap that does not report DR6.BS:

@@ -103,15 +103,38 @@ void apic_capture_init(struct apic_capture *cap, struct pcpu *c)
 
 /* Between steps the capture page holds zeros except in the readable slots' first dwords,
  * so only those are written here. */
-void apic_capture_fill(struct apic_capture *cap, struct pcpu *c, uint32_t off,
-                       const struct gregs *g)
+bool apic_insn_is_plain_store(const uint8_t *b, unsigned n, bool long64)
 {
-    volatile uint32_t *apic = apic_regs();
+    unsigned i = 0;
+    while (i < n && (b[i] == 0x66 || b[i] == 0x67 || b[i] == 0x26 || b[i] == 0x2e ||
+                     b[i] == 0x36 || b[i] == 0x3e || b[i] == 0x64 || b[i] == 0x65))
+        i++;
+    if (long64 && i < n && (b[i] & 0xf0) == 0x40)
+        i++;
+    if (i + 1 >= n)
+        return false;
+    if (b[i] == 0x88 || b[i] == 0x89)
+        return true;
+    return (b[i] == 0xc6 || b[i] == 0xc7) && ((b[i + 1] >> 3) & 7) == 0;
+}
+
+void apic_capture_fill(struct apic_capture *cap, struct pcpu *c, uint32_t off,
+                       const struct gregs *g, bool regs)
+{
     (void)c;
     cap->fault_off = off & 0xfff;
     cap->string_regs[0] = g->r[R_CX];
     cap->string_regs[1] = g->r[R_SI];
     cap->string_regs[2] = g->r[R_DI];
+    volatile uint32_t *apic = apic_regs();
+    if (!regs) {
+        /* The page as the last fill left it (only the writes will differ), but ICR_HI
+         * as it is now: an ICR_LO write is sent to that destination. */
+        uint32_t hi = apic[APIC_ICR_HI / 4];
+        cap->page[APIC_ICR_HI / 4] = hi;
+        cap->ref[APIC_ICR_HI / 4] = hi;
+        return;
+    }
     for (unsigned w = 0; w < APIC_SLOTS / 64; w++) {
         for (uint64_t m = cap->readable[w]; m; m &= m - 1) {
             unsigned s = w * 64 + (unsigned)__builtin_ctzll(m);

@@ -128,7 +128,16 @@ bool svm_smpg_apic_trap(struct vcpu *v, uint64_t gpa, uint64_t err)
     (void)err;
     if (!s->apic_gpa || (gpa & ~0xfffull) != s->apic_gpa)
         return false;
-    apic_capture_fill(&s->cap, v->cpu, (uint32_t)gpa, v->regs);
+    /* The real registers are read into the capture page only for an instruction that
+     * may read them: each read is an emulated MMIO access under QEMU TCG, and a plain
+     * MOV store (Linux's EOI) reads nothing. */
+    struct vmcb *vm = s->vmcb;
+    uint8_t b[4];
+    bool long64 = (vm->save.efer & EFER_LMA) && (vm->save.cs.attrib & (1u << 9));
+    bool plain = svm_guest_read_linear(v, svm_guest_cs_linear(v, vm->save.rip), b,
+                                       sizeof(b)) == 0 &&
+                 apic_insn_is_plain_store(b, sizeof(b), long64);
+    apic_capture_fill(&s->cap, v->cpu, (uint32_t)gpa, v->regs, !plain);
     svm_npt_apic_entry(s, APIC_MAP_CAPTURE);
     s->vmcb->ctl.tlb_control = tlb_flush_code(s);
     /* A write made by delivering an event (its stack or IDT entry on the page), which

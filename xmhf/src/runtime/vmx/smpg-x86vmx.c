@@ -76,7 +76,7 @@ bool vmx_smpg_apic_trap(struct vcpu *v, uint64_t gpa, uint64_t qual)
     (void)qual;
     if (!x->apic_gpa || (gpa & ~0xfffull) != x->apic_gpa)
         return false;
-    apic_capture_fill(&x->cap, v->cpu, (uint32_t)gpa, v->regs);
+    apic_capture_fill(&x->cap, v->cpu, (uint32_t)gpa, v->regs, true);
     x->step_rip = vmreadN(VMCS_GUEST_RIP);
     vmx_ept_apic_entry(x, APIC_MAP_CAPTURE);
     x->saved_exc_bitmap = vmread32(VMCS_EXCEPTION_BITMAP);
