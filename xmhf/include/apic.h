@@ -6,12 +6,27 @@
 
 #define APIC_DEFAULT_BASE 0xfee00000ull
 #define APIC_ID        0x020u
+#define APIC_VERSION   0x030u
+#define APIC_TPR       0x080u
 #define APIC_EOI       0x0b0u
 #define APIC_LDR       0x0d0u
 #define APIC_DFR       0x0e0u
 #define APIC_SVR       0x0f0u
+#define APIC_ISR       0x100u     /* 8 registers, 0x100-0x170 */
+#define APIC_IRR       0x200u     /* 8 registers, 0x200-0x270 */
+#define APIC_ESR       0x280u
+#define APIC_LVT_CMCI  0x2f0u
 #define APIC_ICR_LO    0x300u
 #define APIC_ICR_HI    0x310u
+#define APIC_LVT_TIMER 0x320u
+#define APIC_LVT_THERMAL 0x330u
+#define APIC_LVT_PERF  0x340u
+#define APIC_LVT_LINT0 0x350u
+#define APIC_LVT_LINT1 0x360u
+#define APIC_LVT_ERROR 0x370u
+#define APIC_TIMER_INIT 0x380u
+#define APIC_TIMER_DCR 0x3e0u
+#define APIC_LVT_MASKED (1u << 16)
 #define X2APIC_MSR(off) (0x800u + ((off) >> 4))
 
 #define ICR_VECTOR(v)      ((v) & 0xffu)

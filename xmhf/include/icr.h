@@ -174,4 +174,10 @@ uint32_t icr_x2apic_ldr(uint32_t x2apic_id);
 uint64_t icr_targets(const struct icr_cmd *c, bool x2apic, const struct apic_view *cpus,
                      unsigned n, unsigned self);
 
+/* The same rules for one processor, whatever the processor count: does the command
+ * reach cpu (is_self: cpu is the sender)? icr_targets is this over a table of at most
+ * ICR_MAX_CPUS; the hypervisor, which has more CPUs, asks per CPU. */
+bool icr_reaches(const struct icr_cmd *c, bool x2apic, const struct apic_view *cpu,
+                 bool is_self);
+
 #endif

@@ -42,6 +42,7 @@
 #define EXC_PF 14
 #define EXC_AC 17
 #define EXC_MC 18
+#define EXC_SX 30   /* AMD: security exception; error code 1 = a redirected INIT (VM_CR.R_INIT) */
 
 /* Which vectors push an error code (SDM table 6-1). */
 static inline int exc_has_errcode(unsigned v)

@@ -11,7 +11,9 @@
 #include "version.h"
 #include "x86.h"
 
-#define MAX_CPUS 64u
+/* Logical processors the hypervisor runs: today's large servers (256 and more, x2APIC
+ * IDs above 254 included). More are held (smp.c), never left to run guest code. */
+#define MAX_CPUS 1024u
 #define PCPU_STACK_SIZE 0x4000u
 #define EXC_STACK_SIZE 0x1000u
 
@@ -44,8 +46,13 @@ void spin_unlock(struct spinlock *l);
 enum pcpu_state { PCPU_OFFLINE = 0, PCPU_STARTED, PCPU_VMX_ON, PCPU_FAILED };
 
 /* A guest CPU's life as the guest sees it (SDM Vol. 3A 9.4 "Multiple-Processor
- * Initialization"): an AP waits for INIT, then for a STARTUP IPI, then runs. */
-enum guest_cpu_state { GUEST_CPU_RESET = 0, GUEST_CPU_WAIT_SIPI, GUEST_CPU_STARTING, GUEST_CPU_RUNNING };
+ * Initialization"): an AP waits for INIT, then for a STARTUP IPI, then runs. STARTING:
+ * a STARTUP was accepted, the CPU has not entered its guest yet (an INIT now puts it
+ * back into WAIT_SIPI). INIT_PENDING: an INIT was sent to the running CPU, which takes
+ * it before its next guest entry (smpguest.c); only the sender that moved it there
+ * sets init_request, so no INIT is taken twice or left behind. */
+enum guest_cpu_state { GUEST_CPU_RESET = 0, GUEST_CPU_WAIT_SIPI, GUEST_CPU_STARTING,
+                       GUEST_CPU_RUNNING, GUEST_CPU_INIT_PENDING };
 
 /* Per-CPU accounting beyond exit reasons, readable through the STATS hypercall
  * (selector 0x200 + index). */
@@ -56,7 +63,7 @@ enum {
     STAT_ICR_CAPTURED,      /* ICR writes captured */
     STAT_INIT_SIPI,         /* INIT/STARTUP IPIs handled virtually */
     STAT_STEPS_CANCELLED,   /* steps undone before the instruction ran (interrupt first) */
-    STAT_STRAY_INIT,        /* physical INIT signals while the guest ran (ignored) */
+    STAT_PHYS_INIT,         /* physical INIT signals taken as this CPU's INIT */
     STAT_APIC_UNDEFINED,    /* instructions whose APIC-page writes SDM 11.4.1 leaves undefined */
     STAT_COUNT
 };
@@ -81,7 +88,9 @@ struct pcpu {
     uint32_t apic_ldr, apic_dfr;    /* last values the guest wrote (destination decoding) */
     volatile uint32_t guest_state;  /* enum guest_cpu_state */
     volatile uint32_t sipi_vector;
-    volatile uint32_t init_request;  /* another CPU sent this running guest CPU an INIT */
+    volatile uint32_t init_request;  /* an INIT for this running guest CPU (INIT_PENDING) */
+    bool reset_state;               /* the next launch enters with the state INIT leaves */
+    uint64_t guest_cr0_keep;        /* CR0.CD/NW as the guest had them at its INIT */
     uint64_t nmi_pending;           /* NMIs owed to the guest, delivered one at a time */
     uint64_t stats[STAT_COUNT];     /* step and IPI accounting (STATS hypercall) */
     /* VMX or SVM per-CPU pages, owned by the architecture half. */
@@ -229,8 +238,22 @@ void smpg_icr_write(struct vcpu *v, uint64_t raw, bool x2apic);
 uint32_t smpg_ap_wait_for_sipi(struct pcpu *c);
 /* The arch half calls this before every guest entry when c->init_request is set, after
  * undoing any step: the guest CPU goes back to wait-for-SIPI in the hypervisor, on a
- * fresh stack, and restarts at the next STARTUP (arch_launch_ap_guest). */
+ * fresh stack, and restarts at the next STARTUP (arch_launch_ap_guest); the BSP
+ * (IA32_APIC_BASE.BSP) restarts at the reset vector at once (arch_launch_guest_reset). */
 __noreturn void smpg_guest_init(struct pcpu *c);
+/* An INIT for the calling CPU itself: a physical INIT (VMX INIT exit, SVM INIT intercept
+ * or #SX), or an INIT IPI the guest sent to its own APIC ID. Taken before the next entry. */
+void smpg_init_self(struct pcpu *c);
+/* A physical INIT signal reached this CPU: smpg_init_self, counted (STATS 0x206) once
+ * per INIT (SVM reports one both as the intercept and, later, as #SX). */
+void smpg_physical_init(struct pcpu *c);
+/* Held: a CPU that runs no guest (its VMX/SVM set-up failed) stays here, where neither
+ * INIT nor STARTUP can make it run guest code (smp.c); says so in the boot log. */
+__noreturn void smp_hold_cpu(struct pcpu *c, const char *why);
+/* The local APIC of the calling CPU as an INIT leaves it, as far as software can reset
+ * it (smp.c): LVTs masked, timer stopped, pending and in-service interrupts drained. */
+void lapic_init_reset(struct pcpu *c);
+void lapic_eoi(void);
 /* Switches to the stack at top and calls fn(arg), which must not return (entry.S). */
 __noreturn void call_on_stack(uint64_t top, void (*fn)(void *), void *arg);
 void lapic_send_ipi_raw(uint32_t dest, uint32_t icr_lo);
@@ -240,6 +263,17 @@ __noreturn void arch_launch_ap_guest(struct pcpu *c, uint32_t sipi_vector);
 /* apic=zeroexit: the AP's guest entered in the wait-for-SIPI activity state, as INIT
  * leaves a CPU; its STARTUP comes back as a SIPI VM exit. */
 __noreturn void arch_launch_ap_wait_sipi(struct pcpu *c);
+/* The BSP after INIT: real mode at the reset vector, CS base FFFF0000h, IP FFF0h. */
+__noreturn void arch_launch_guest_reset(struct pcpu *c);
+/* The guest's CR0 (its own view) on this CPU, read before an INIT restarts it. */
+uint64_t arch_guest_cr0(struct pcpu *c);
+/* Host waits: halted until an NMI (SVM: GIF opened for the halt only), and the
+ * permanent hold (SVM: GIF = 0, so not even INIT is taken). */
+void arch_wait_for_event(void);
+__noreturn void arch_hold(void);
+/* Host interrupts opened and closed around draining the APIC at an INIT. */
+void arch_host_irq_open(void);
+void arch_host_irq_close(void);
 
 /* The guest's CPUID results into v->regs (cpuid.c): VMX/SVM hidden, OSXSAVE per its CR4. */
 void guest_cpuid(struct vcpu *v, uint64_t guest_cr4);

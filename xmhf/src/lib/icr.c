@@ -174,40 +174,39 @@ static bool dest_match(const struct icr_cmd *c, bool x2apic, const struct apic_v
     return d == ICR_XAPIC_BROADCAST || cpu->apic_id == d;
 }
 
+bool icr_reaches(const struct icr_cmd *c, bool x2apic, const struct apic_view *cpu,
+                 bool is_self)
+{
+    switch (icr_classify(c)) {
+    case ICR_INVALID:
+        return false;
+    case ICR_INIT_DEASSERT:
+        return true;
+    default:
+        break;
+    }
+    switch (c->shorthand) {
+    case ICR_SH_SELF:
+        return is_self;
+    case ICR_SH_ALL:
+        return true;
+    case ICR_SH_OTHERS:
+        return !is_self;
+    default:
+        return dest_match(c, x2apic, cpu);
+    }
+}
+
 uint64_t icr_targets(const struct icr_cmd *c, bool x2apic, const struct apic_view *cpus,
                      unsigned n, unsigned self)
 {
     if (n == 0 || n > ICR_MAX_CPUS)
         return 0;
 
-    /* n == 64 would make 1 << n undefined: build the all-CPUs mask from the top. */
-    uint64_t all = UINT64_MAX >> (ICR_MAX_CPUS - n);
-    uint64_t me = self < n ? 1ull << self : 0;
-
-    switch (icr_classify(c)) {
-    case ICR_INVALID:
-        return 0;
-    case ICR_INIT_DEASSERT:
-        return all;
-    default:
-        break;
-    }
-
-    switch (c->shorthand) {
-    case ICR_SH_SELF:
-        return me;
-    case ICR_SH_ALL:
-        return all;
-    case ICR_SH_OTHERS:
-        return all & ~me;
-    default:
-        break;
-    }
-
     uint64_t t = 0;
 
     for (unsigned i = 0; i < n; i++)
-        if (dest_match(c, x2apic, &cpus[i]))
+        if (icr_reaches(c, x2apic, &cpus[i], i == self))
             t |= 1ull << i;
     return t;
 }

@@ -104,7 +104,7 @@ ap_tramp_end:
     .globl exc_stubs
 exc_stubs:
     .set v, 0
-    .rept 32
+    .rept 256
     EXC v
     .set v, v + 1
     .endr

@@ -15,7 +15,9 @@ extern char exc_stubs[];
  * nmi_host with every guest register already loaded. An NMI landing there restarts
  * the check so it is never left behind in the host (the race BitVisor closes this way). */
 extern char entry_nmi_window_start[], entry_nmi_window_end[];
-static struct idt_gate64 idt[32] __attribute__((aligned(16)));
+/* All 256 vectors: 0-31 exceptions; 32-255 only while the host drains the APIC at an
+ * INIT (lapic_init_reset), when each interrupt just gets its EOI. */
+static struct idt_gate64 idt[256] __attribute__((aligned(16)));
 
 #define SEL_CODE 0x08
 #define SEL_DATA 0x10
@@ -24,7 +26,7 @@ static struct idt_gate64 idt[32] __attribute__((aligned(16)));
 
 void idt_init(void)
 {
-    for (unsigned v = 0; v < 32; v++) {
+    for (unsigned v = 0; v < ARRAY_SIZE(idt); v++) {
         uint64_t a = (uint64_t)(uintptr_t)(exc_stubs + 16 * v);
         idt[v].off_lo = (uint16_t)a;
         idt[v].sel = SEL_CODE;
@@ -75,6 +77,17 @@ void exception_dispatch(struct exc_frame *f)
         if (f->rip >= (uint64_t)(uintptr_t)entry_nmi_window_start &&
             f->rip < (uint64_t)(uintptr_t)entry_nmi_window_end)
             f->rip = (uint64_t)(uintptr_t)entry_nmi_window_start;
+        return;
+    }
+    if (f->vector >= 32) {
+        lapic_eoi();
+        return;
+    }
+    if (f->vector == EXC_SX && f->error == 1 && c) {
+        /* VM_CR.R_INIT (svm-x86svm.c): an INIT reached this CPU while GIF was open in
+         * the host (the guest's intercepted INIT stays pending until then). It is this
+         * CPU's INIT, taken before the next guest entry. */
+        smpg_physical_init(c);
         return;
     }
     if (c && c->fixup_rip) {

@@ -24,6 +24,8 @@ __noreturn void ap_entry(struct pcpu *c)
     cpu_tables_load(c);
     c->state = PCPU_STARTED;
     cpu_bringup(c);
+    if (c->state != PCPU_VMX_ON)
+        smp_hold_cpu(c, "its set-up failed (above)");
     arch_park_ap(c);
 }
 

@@ -40,6 +40,77 @@ uint32_t lapic_id(void)
     return *xapic_reg(APIC_ID) >> 24;
 }
 
+static uint32_t lapic_read(uint32_t off)
+{
+    if (x2apic_mode())
+        return (uint32_t)rdmsr(X2APIC_MSR(off));
+    return *xapic_reg(off);
+}
+
+static void lapic_write(uint32_t off, uint32_t v)
+{
+    if (x2apic_mode())
+        wrmsr(X2APIC_MSR(off), v);
+    else
+        *xapic_reg(off) = v;
+}
+
+void lapic_eoi(void)
+{
+    if (rdmsr(MSR_IA32_APIC_BASE) & APIC_BASE_EN)
+        lapic_write(APIC_EOI, 0);
+}
+
+/* The local APIC as INIT leaves it (SDM Vol. 3A 11.4.7.3 "Local APIC State After an
+ * INIT Reset"), as far as software reaches: every LVT masked, the timer stopped, TPR 0,
+ * ESR clear, SVR = FFh (software-disabled), and, in xAPIC mode, LDR 0 and DFR all ones.
+ * IRR and ISR cannot be written: interrupts already accepted are taken in the host
+ * (its stubs only EOI them) with every source masked, then whatever is still in
+ * service gets an EOI. So no interrupt accepted before the INIT (a timer tick, say)
+ * reaches the restarted guest (Linux would call it a stale IRR). The mode and base of
+ * IA32_APIC_BASE are kept, as INIT keeps them. */
+void lapic_init_reset(struct pcpu *c)
+{
+    (void)c;
+    if (!(rdmsr(MSR_IA32_APIC_BASE) & APIC_BASE_EN))
+        return;             /* globally disabled: already as after reset */
+    unsigned max_lvt = (lapic_read(APIC_VERSION) >> 16) & 0xff;
+    static const uint32_t lvts[] = { APIC_LVT_TIMER, APIC_LVT_THERMAL, APIC_LVT_PERF,
+                                     APIC_LVT_LINT0, APIC_LVT_LINT1, APIC_LVT_ERROR };
+    static const uint8_t min_lvt[] = { 0, 5, 4, 0, 0, 3 };
+    for (unsigned i = 0; i < ARRAY_SIZE(lvts); i++)
+        if (max_lvt >= min_lvt[i])
+            lapic_write(lvts[i], APIC_LVT_MASKED);
+    if (max_lvt >= 6)
+        lapic_write(APIC_LVT_CMCI, APIC_LVT_MASKED);
+    lapic_write(APIC_TIMER_INIT, 0);
+    lapic_write(APIC_TIMER_DCR, 0);
+    lapic_write(APIC_TPR, 0);
+    /* Drain what was accepted: the stubs EOI each one. Anything still in IRR after a
+     * few thousand pauses came in after the INIT, as it could on the hardware. */
+    arch_host_irq_open();
+    for (unsigned i = 0; i < 20000; i++)
+        cpu_pause();
+    arch_host_irq_close();
+    for (unsigned n = 0; n < 256; n++) {
+        bool any = false;
+        for (uint32_t off = APIC_ISR; off < APIC_ISR + 0x80; off += 0x10)
+            any |= lapic_read(off) != 0;
+        if (!any)
+            break;
+        lapic_write(APIC_EOI, 0);
+    }
+    lapic_write(APIC_ESR, 0);       /* back-to-back writes clear it (11.5.3) */
+    lapic_write(APIC_ESR, 0);
+    if (!x2apic_mode()) {           /* x2APIC: LDR is read-only, DFR does not exist */
+        lapic_write(APIC_LDR, 0);
+        lapic_write(APIC_DFR, 0xffffffffu);
+    }
+    lapic_write(APIC_SVR, 0xff);
+    c->apic_ldr = 0;
+    c->apic_dfr = 0xffffffffu;
+}
+
 void lapic_send_ipi_raw(uint32_t dest, uint32_t icr_lo)
 {
     if (x2apic_mode()) {
@@ -122,6 +193,26 @@ static const struct acpi_header *find_madt(void)
     return NULL;
 }
 
+static uint32_t madt_max_apic_id(const struct acpi_header *madt)
+{
+    const uint8_t *p = (const uint8_t *)madt;
+    uint32_t max = 0;
+    for (uint32_t off = MADT_ENTRIES_OFFSET; off + 2 <= madt->length;) {
+        uint8_t type = p[off], len = p[off + 1];
+        if (len < 2 || off + len > madt->length)
+            break;
+        uint32_t id = 0;
+        if (type == MADT_LAPIC && len >= 8)
+            id = p[off + 3];
+        else if (type == MADT_X2APIC && len >= 16)
+            memcpy(&id, p + off + 4, 4);
+        if (id != ~0u && id > max)
+            max = id;
+        off += len;
+    }
+    return max;
+}
+
 /* Fills apic_ids[] with the BSP first, then every enabled processor of the MADT. */
 static uint32_t enumerate_cpus(void)
 {
@@ -154,9 +245,15 @@ static uint32_t enumerate_cpus(void)
         if (dup)
             continue;
         if (n == MAX_CPUS) {
-            printk("xmhf: more than %u processors: the others stay off\n", MAX_CPUS);
+            /* Beyond what the hypervisor runs: INIT leaves it in wait-for-SIPI, and no
+             * STARTUP ever reaches the hardware (the guest's are handled virtually), so
+             * it can run no guest code. Firmware may have left it halted in its own
+             * code, which an NMI would resume: that is not left to the guest. */
+            printk("xmhf: APIC ID %u: beyond the %u processors supported: held in "
+                   "wait-for-SIPI (INIT), runs nothing\n", id, MAX_CPUS);
+            lapic_send_ipi_raw(id, ICR_DM_INIT | ICR_LEVEL_ASSERT | ICR_TRIGGER_LEVEL);
             g_cpus_left_off = true;
-            break;
+            continue;
         }
         apic_ids[n++] = id;
     }
@@ -176,6 +273,7 @@ static struct pcpu *pcpu_alloc(uint32_t idx, uint32_t apic_id)
     c->stack_top = (uint64_t)(uintptr_t)(stack + PCPU_STACK_SIZE);
     c->tss.ist[0] = (uint64_t)(uintptr_t)(ist + EXC_STACK_SIZE);
     c->apic_dfr = 0xffffffffu;      /* the DFR's reset value: flat model */
+    c->reset_state = !c->is_bsp;    /* an AP's guest starts from INIT and STARTUP */
     g_pcpu[idx] = c;
     return c;
 }
@@ -183,6 +281,14 @@ static struct pcpu *pcpu_alloc(uint32_t idx, uint32_t apic_id)
 struct pcpu *smp_bsp_init(void);
 struct pcpu *smp_bsp_init(void)
 {
+    /* An APIC ID above 254 can only be named in x2APIC mode (SDM 11.12.1): firmware
+     * that lists one normally hands over in that mode; if it did not, the hypervisor
+     * switches the BSP's APIC (its AP starts need to address them). */
+    const struct acpi_header *madt = find_madt();
+    if (madt && madt_max_apic_id(madt) > 254 && !x2apic_mode()) {
+        wrmsr(MSR_IA32_APIC_BASE, rdmsr(MSR_IA32_APIC_BASE) | APIC_BASE_EXTD);
+        printk("xmhf: APIC IDs above 254 in the MADT: the BSP's APIC switched to x2APIC mode\n");
+    }
     g_ncpus = enumerate_cpus();
     printk("xmhf: %u processor%s (ACPI MADT), BSP APIC ID %u, %s mode\n", g_ncpus,
            g_ncpus == 1 ? "" : "s", apic_ids[0], x2apic_mode() ? "x2APIC" : "xAPIC");
@@ -218,12 +324,25 @@ void smp_start_aps(void)
         for (unsigned t = 0; t < 1000000u && c->state == PCPU_OFFLINE; t++)
             io_delay();
         if (c->state == PCPU_OFFLINE) {
-            printk("xmhf: CPU %u (APIC ID %u) did not start\n", i, c->apic_id);
-            /* Hold it in wait-for-SIPI so a late start cannot run the page once it is
-             * handed back. */
+            /* Held in wait-for-SIPI: a late start cannot run the page once it is handed
+             * back, and no STARTUP reaches the hardware after boot. */
             lapic_send_ipi_raw(c->apic_id, ICR_DM_INIT | ICR_LEVEL_ASSERT | ICR_TRIGGER_LEVEL);
             c->state = PCPU_FAILED;
+            printk("xmhf: CPU %u (APIC ID %u) did not start: held in wait-for-SIPI (INIT); "
+                   "no guest runs on it\n", i, c->apic_id);
         }
     }
     memcpy(tramp, saved, sizeof(saved));
+}
+
+/* A CPU that runs no guest. In VMX root operation INIT is blocked (SDM 24.8 "Restrictions
+ * on VMX Operation"); with SVM on, GIF = 0 holds INIT (and NMI) pending for good (APM
+ * Vol. 2, 15.17). Where neither could be turned on, an INIT puts the CPU into
+ * wait-for-SIPI, and STARTUPs never reach the hardware after boot: either way no guest
+ * code runs here. */
+__noreturn void smp_hold_cpu(struct pcpu *c, const char *why)
+{
+    printk("xmhf: CPU %u (APIC ID %u) held in the hypervisor, no guest runs on it: %s\n",
+           c->idx, c->apic_id, why);
+    arch_hold();
 }

@@ -186,11 +186,19 @@ static void exit_shutdown(struct vcpu *v)
 /* Exits that need nothing done: the guest resumes where it was.
  *   NMI       still pending; the host's handler takes it when svm-entry.S opens GIF and
  *             counts it once; svm_nmi_prepare injects it when the guest can take it;
- *   INTR, SMI, INIT  physical events, still pending for the processor to take;
+ *   INTR, SMI physical events, still pending for the processor to take;
  *   FERR_FREEZE, BUSLOCK  notifications for intercepts never set. */
 static void exit_resume(struct vcpu *v)
 {
     (void)v;
+}
+
+/* A physical INIT reached the guest (INIT intercept): it is this guest CPU's INIT
+ * (smpguest.c). The INIT itself stays pending (APM Vol. 2, 15.13) and turns into #SX
+ * where GIF next opens (VM_CR.R_INIT), which counts as the same INIT. */
+static void exit_init(struct vcpu *v)
+{
+    smpg_physical_init(v->cpu);
 }
 
 /* A virtual-interrupt window nobody asked for: the intercept goes off again. */
@@ -323,7 +331,7 @@ static const struct exit_entry exit_table[SVM_EXIT_CODE_COUNT] = {
     [SVM_EXIT_INTR] = { exit_resume, "INTR" },
     [SVM_EXIT_NMI] = { exit_resume, "NMI" },
     [SVM_EXIT_SMI] = { exit_resume, "SMI" },
-    [SVM_EXIT_INIT] = { exit_resume, "INIT" },
+    [SVM_EXIT_INIT] = { exit_init, "INIT" },
     [SVM_EXIT_VINTR] = { exit_vintr, "VINTR" },
     [SVM_EXIT_CR0_SEL_WRITE] = { NULL, "CR0 selective write" },
     [SVM_EXIT_IDTR_READ] = { NULL, "IDTR read" },

@@ -156,6 +156,24 @@ int arch_cpu_init(struct pcpu *c)
         printk("xmhf: CPU %u: setting EFER.SVME faulted\n", c->idx);
         return -1;
     }
+    /* From here on GIF is 0 in the host but where an NMI must get in (svm-entry.S, the
+     * parked wait): INIT stays pending while GIF = 0 (APM Vol. 2, 15.17). Where GIF is
+     * open, VM_CR.R_INIT turns an INIT into #SX instead of a reset (15.30.1): the INIT
+     * the guest's intercept left pending, or one that arrived in the host, becomes this
+     * CPU's guest INIT (exceptions.c), and never takes the CPU out of SVM. */
+    __asm__ volatile("clgi" ::: "memory");
+    int fault;
+    uint64_t vmcr = rdmsr_safe(c, MSR_VM_CR, &fault);
+    bool r_init = !fault && wrmsr_safe(c, MSR_VM_CR, vmcr | VM_CR_R_INIT) == 0 &&
+                  (rdmsr_safe(c, MSR_VM_CR, &fault) & VM_CR_R_INIT) && !fault;
+    if (!r_init)
+        printk("xmhf: CPU %u: VM_CR.R_INIT did not stick: an INIT that reaches this CPU "
+               "while GIF is open (NMI windows) would reset it\n", c->idx);
+    /* XCR0 is shared with the guest (not switched): the host resets it at a guest INIT
+     * (smpguest.c), which XSETBV allows only with CR4.OSXSAVE. */
+    cpuid(1, 0, r);
+    if (r[2] & (1u << 26))
+        write_cr4(read_cr4() | CR4_OSXSAVE);
     c->arch_page[0] = page_alloc(&c->arch_page_pa[0]);     /* host save area */
     s->vmcb = page_alloc(&c->arch_page_pa[1]);
     c->arch_page[1] = s->vmcb;
@@ -173,13 +191,43 @@ int arch_cpu_init(struct pcpu *c)
     return 0;
 }
 
-/* An AP waits, halted, until the guest starts it (smpguest.c wakes it with NMIs; GIF is
- * still 1 here, so they reach the host's handler). No INIT intercept is ever set: under
- * QEMU TCG an intercepted INIT resets the host CPU instead of exiting (DESIGN.md section
- * 6), so the guest's INIT/SIPI are caught at the ICR (smpg-x86svm.c). */
+/* An AP waits, halted, until the guest starts it (smpguest.c wakes it with NMIs, so GIF
+ * opens for the halt: arch_wait_for_event). */
 __noreturn void arch_park_ap(struct pcpu *c)
 {
     arch_launch_ap_guest(c, smpg_ap_wait_for_sipi(c));
+}
+
+/* GIF opens for the halt only: an NMI (the waker's) ends it and is taken by the host's
+ * handler; an INIT is #SX (R_INIT); interrupts stay off (IF = 0). */
+void arch_wait_for_event(void)
+{
+    __asm__ volatile("stgi; hlt; clgi" ::: "memory");
+}
+
+/* GIF = 0 for good where SVM is on: INIT, NMI, SMI and interrupts stay pending forever.
+ * Where SVM could not be turned on (CLGI is #UD without EFER.SVME) a reset by INIT
+ * leads only to wait-for-SIPI (smp_hold_cpu). */
+__noreturn void arch_hold(void)
+{
+    if (rdmsr(MSR_IA32_EFER) & MSR_EFER_SVME)
+        __asm__ volatile("clgi" ::: "memory");
+    halt_forever();
+}
+
+void arch_host_irq_open(void)
+{
+    __asm__ volatile("stgi; sti" ::: "memory");
+}
+
+void arch_host_irq_close(void)
+{
+    __asm__ volatile("cli; clgi" ::: "memory");
+}
+
+uint64_t arch_guest_cr0(struct pcpu *c)
+{
+    return svm_of(c)->vmcb->save.cr0;
 }
 
 /* The intercepts (15.9-15.14). Everything the guest does runs natively except:
@@ -195,16 +243,19 @@ __noreturn void arch_park_ap(struct pcpu *c)
  *   SHUTDOWN       a guest triple fault resets the system through the hypapp;
  *   NMI            every NMI is held and injected by the hypervisor (smpg-x86svm.c), so
  *                  that none is lost or doubled around an APIC step.
+ *   INIT           a physical INIT is the guest CPU's own INIT (smpguest.c), never a
+ *                  reset out of SVM (the INIT stays pending after the exit and becomes
+ *                  #SX where GIF next opens: VM_CR.R_INIT, arch_cpu_init).
  * Physical interrupts are not intercepted (V_INTR_MASKING = 0 outside a step): they reach
- * the guest directly under its own RFLAGS.IF. INIT is not intercepted (see above). The
- * nested-page root is this CPU's own (npt-x86svm.c). */
+ * the guest directly under its own RFLAGS.IF. The nested-page root is this CPU's own
+ * (npt-x86svm.c). */
 static void vmcb_controls(struct svm_cpu *s)
 {
     struct svm_control *ctl = &s->vmcb->ctl;
     ctl->intercept_cr = 0;
     ctl->intercept_dr = 0;
     ctl->intercept_exc = 1u << EXC_UD;
-    ctl->intercept1 = SVM_INTERCEPT_NMI | SVM_INTERCEPT_CPUID | SVM_INTERCEPT_INVD |
+    ctl->intercept1 = SVM_INTERCEPT_NMI | SVM_INTERCEPT_INIT | SVM_INTERCEPT_CPUID | SVM_INTERCEPT_INVD |
                       SVM_INTERCEPT_INVLPGA | SVM_INTERCEPT_MSR_PROT | SVM_INTERCEPT_SHUTDOWN;
     ctl->intercept2 = SVM_INTERCEPT_VMRUN | SVM_INTERCEPT_VMMCALL | SVM_INTERCEPT_VMLOAD |
                       SVM_INTERCEPT_VMSAVE | SVM_INTERCEPT_STGI | SVM_INTERCEPT_CLGI |
@@ -226,9 +277,13 @@ static void vmcb_controls(struct svm_cpu *s)
 }
 
 /* The state a BIOS leaves for a boot sector: real mode, CS:IP = 0000:7c00, 64 KiB
- * segments, interrupts off. EFER.SVME must be set in the guest's EFER too (VMRUN
- * consistency checks, 15.5.1); the guest never sees it (MSR intercept). */
-static void vmcb_guest_realmode(struct svm_cpu *s, uint16_t cs_sel, uint64_t rip)
+ * segments, interrupts off; or with c->reset_state the state INIT leaves (APM Vol. 2,
+ * 14.1.3 "Processor Initialization State"; SDM Vol. 3A table 9-1: IDTR limit FFFFh,
+ * SP 0, CR0 = ET plus the guest's CD/NW; EDX is set by the caller). EFER.SVME must be
+ * set in the guest's EFER too (VMRUN consistency checks, 15.5.1); the guest never sees
+ * it (MSR intercept). */
+static void vmcb_guest_realmode(struct pcpu *c, struct svm_cpu *s, uint16_t cs_sel,
+                                uint64_t cs_base, uint64_t rip)
 {
     struct svm_state *st = &s->vmcb->save;
 #define SEG(S, selector, attr) do { st->S.sel = (selector); \
@@ -240,13 +295,14 @@ static void vmcb_guest_realmode(struct svm_cpu *s, uint16_t cs_sel, uint64_t rip
     SEG(fs, 0, 0x93);
     SEG(gs, 0, 0x93);
 #undef SEG
+    st->cs.base = cs_base;          /* FFFF0000h at the reset vector */
     st->tr = (struct svm_seg){ .sel = 0, .attrib = 0x8b, .limit = 0xffff, .base = 0 };
     st->ldtr = (struct svm_seg){ .sel = 0, .attrib = 0x82, .limit = 0xffff, .base = 0 };
     st->gdtr = (struct svm_seg){ .limit = 0xffff };
-    st->idtr = (struct svm_seg){ .limit = 0x3ff };
+    st->idtr = (struct svm_seg){ .limit = c->reset_state ? 0xffff : 0x3ff };
     st->cpl = 0;
     st->efer = MSR_EFER_SVME;
-    st->cr0 = CR0_ET;
+    st->cr0 = CR0_ET | (c->reset_state ? c->guest_cr0_keep : 0);
     st->cr3 = 0;
     st->cr4 = 0;
     st->cr2 = 0;
@@ -255,7 +311,7 @@ static void vmcb_guest_realmode(struct svm_cpu *s, uint16_t cs_sel, uint64_t rip
     st->dr7 = 0x400;
     st->rflags = RFLAGS_FIXED;
     st->rip = rip;
-    st->rsp = 0x7c00;
+    st->rsp = c->reset_state ? 0 : 0x7c00;
     st->rax = 0;
     st->g_pat = PAT_POWERON;
     st->dbgctl = 0;
@@ -263,25 +319,41 @@ static void vmcb_guest_realmode(struct svm_cpu *s, uint16_t cs_sel, uint64_t rip
     st->sysenter_cs = st->sysenter_esp = st->sysenter_eip = 0;
 }
 
-/* A guest CPU's first entry, in real mode at cs_sel:rip: the BSP at 0000:7c00 with DL =
- * boot drive, an AP at its STARTUP vector. */
-__noreturn void svm_launch_guest(struct pcpu *c, uint16_t cs_sel, uint64_t rip)
+static __noreturn void launch(struct pcpu *c, uint16_t cs_sel, uint64_t cs_base, uint64_t rip)
 {
     struct svm_cpu *s = svm_of(c);
     svm_smpg_cpu_setup(c);
     vmcb_controls(s);
-    vmcb_guest_realmode(s, cs_sel, rip);
+    vmcb_guest_realmode(c, s, cs_sel, cs_base, rip);
     memset(&s->launch_regs, 0, sizeof(s->launch_regs));
-    if (c->is_bsp)
+    if (c->reset_state) {
+        uint32_t r[4];
+        cpuid(1, 0, r);
+        s->launch_regs.r[R_DX] = r[0];      /* EDX after INIT: the processor signature */
+    } else {
         s->launch_regs.r[R_DX] = g_bp->opts.boot_drive;
+    }
     hypapp_cpu_start(c, &s->launch_regs);
     s->vmcb->save.rax = s->launch_regs.r[R_AX];    /* VMRUN loads RAX from the VMCB */
     svm_run(s->vmcb_pa, s->host_state_pa, &s->launch_regs);
 }
 
+/* A guest CPU's first entry, in real mode at cs_sel:rip: the BSP at 0000:7c00 with DL =
+ * boot drive, an AP at its STARTUP vector. */
+__noreturn void svm_launch_guest(struct pcpu *c, uint16_t cs_sel, uint64_t rip)
+{
+    launch(c, cs_sel, (uint64_t)cs_sel << 4, rip);
+}
+
 __noreturn void arch_launch_bsp_guest(struct pcpu *c)
 {
     svm_launch_guest(c, 0, 0x7c00);
+}
+
+/* The BSP after INIT: CS selector F000h with base FFFF0000h, IP FFF0h. */
+__noreturn void arch_launch_guest_reset(struct pcpu *c)
+{
+    launch(c, 0xf000, 0xffff0000ull, 0xfff0);
 }
 
 /* ---- the guest view for common code ---- */

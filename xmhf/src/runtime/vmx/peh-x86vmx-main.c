@@ -170,11 +170,11 @@ static void exit_triple_fault(struct vcpu *v)
     guest_reset(v, "triple fault");
 }
 
-/* A physical INIT while the guest runs. The guest's own INITs never reach the hardware
- * (smpguest.c handles them), and the hypervisor sends none after boot, so this is a
- * stray one (another agent on the bus); the guest keeps running. Said once per CPU:
- * Bochs 2.7 leaves the INIT pending after the exit (DESIGN.md section 6), which would
- * otherwise repeat the line forever. */
+/* A physical INIT while the guest runs (INIT exit, SDM 25.2): whoever sent it (the
+ * guest through its I/O APIC, an MSI or its LINT pins; another agent), it is this CPU's
+ * INIT, as on the hardware: the guest CPU goes to wait-for-SIPI (the BSP to the reset
+ * vector) before its next entry (smpguest.c). Bochs 2.7 leaves the INIT pending after
+ * the exit (DESIGN.md section 6), so there the CPU meets it again at its next entry. */
 static void exit_init(struct vcpu *v)
 {
     if (apic_zeroexit()) {
@@ -212,8 +212,7 @@ static void exit_init(struct vcpu *v)
         v->cpu->stats[STAT_INIT_SIPI]++;
         smpg_guest_init(v->cpu);
     }
-    if (!v->cpu->stats[STAT_STRAY_INIT]++)
-        printk("xmhf: CPU %u: INIT signal while the guest runs: ignored\n", v->cpu->idx);
+    smpg_physical_init(v->cpu);
 }
 
 /* An NMI exit (pin-based NMI exiting): the NMI is the guest's, owed to it. The exit

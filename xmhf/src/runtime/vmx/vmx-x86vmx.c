@@ -83,11 +83,18 @@ static int check_caps(struct pcpu *c, struct vmx_cpu *x)
                PROC2_SPP,
                PROC2_EPT | PROC2_UNRESTRICTED, &x->proc2,
                "secondary (EPT, unrestricted guest)") ||
+        /* Save/load debug controls: without them a VM exit sets DR7 to 400h and clears
+         * IA32_DEBUGCTL (27.5.1) and the next entry does not bring the guest's back, so
+         * its breakpoints would vanish at the first exit. */
         adjust(c, true_ctls ? MSR_IA32_VMX_TRUE_EXIT : MSR_IA32_VMX_EXIT,
-               EXIT_HOST_64 | EXIT_SAVE_EFER | EXIT_LOAD_EFER | EXIT_SAVE_PAT | EXIT_LOAD_PAT,
-               EXIT_HOST_64 | EXIT_SAVE_EFER | EXIT_LOAD_EFER, &x->exit, "VM-exit") ||
+               EXIT_HOST_64 | EXIT_SAVE_DEBUG | EXIT_SAVE_EFER | EXIT_LOAD_EFER |
+               EXIT_SAVE_PAT | EXIT_LOAD_PAT,
+               EXIT_HOST_64 | EXIT_SAVE_DEBUG | EXIT_SAVE_EFER | EXIT_LOAD_EFER, &x->exit,
+               "VM-exit (save debug controls, EFER)") ||
         adjust(c, true_ctls ? MSR_IA32_VMX_TRUE_ENTRY : MSR_IA32_VMX_ENTRY,
-               ENTRY_LOAD_EFER | ENTRY_LOAD_PAT, ENTRY_LOAD_EFER, &x->entry, "VM-entry"))
+               ENTRY_LOAD_DEBUG | ENTRY_LOAD_EFER | ENTRY_LOAD_PAT,
+               ENTRY_LOAD_DEBUG | ENTRY_LOAD_EFER, &x->entry,
+               "VM-entry (load debug controls, EFER)"))
         return -1;
     /* The guest starts in real mode with paging off; these are set at launch. */
     x->entry &= ~ENTRY_IA32E_GUEST;
@@ -206,7 +213,8 @@ int arch_msr_intercept(uint32_t msr, uint32_t access)
     return 0;
 }
 
-/* Halted with interrupts off until the guest starts this CPU (smpguest.c). With
+/* Halted with interrupts off until the guest starts this CPU (smpguest.c). INIT
+ * is blocked in VMX root operation (SDM 24.8), so a parked CPU cannot be reset under it. With
  * apic=zeroexit the AP enters its guest in wait-for-SIPI as soon as the BSP has the
  * guest's memory map ready (g_guest_go), so no STARTUP ever needs the hypervisor to see
  * the ICR. */
@@ -218,6 +226,32 @@ __noreturn void arch_park_ap(struct pcpu *c)
         arch_launch_ap_wait_sipi(c);
     }
     arch_launch_ap_guest(c, smpg_ap_wait_for_sipi(c));
+}
+
+void arch_wait_for_event(void)
+{
+    __asm__ volatile("cli; hlt" ::: "memory");
+}
+
+__noreturn void arch_hold(void)
+{
+    halt_forever();
+}
+
+void arch_host_irq_open(void)
+{
+    __asm__ volatile("sti" ::: "memory");
+}
+
+void arch_host_irq_close(void)
+{
+    __asm__ volatile("cli" ::: "memory");
+}
+
+uint64_t arch_guest_cr0(struct pcpu *c)
+{
+    (void)c;
+    return vmreadN(VMCS_GUEST_CR0);
 }
 
 static void vmcs_host_state(struct pcpu *c)
@@ -280,9 +314,13 @@ static void vmcs_controls(struct vmx_cpu *x)
     vmwriteN(VMCS_CR4_MASK, (x->cr4_fixed0 | ~x->cr4_fixed1) & 0xffffffffull);
 }
 
-/* The state a BIOS leaves for a boot sector: real mode, CS:IP = 0000:7c00, flat 64 KiB
- * segments, interrupts off (SDM 26.3.1.2 lets an unrestricted guest enter like this). */
-static void vmcs_guest_realmode(struct vmx_cpu *x, uint16_t cs_sel, uint64_t rip)
+/* Real mode, as an unrestricted guest may enter it (SDM 26.3.1.2): the state a BIOS
+ * leaves for a boot sector (CS:IP = 0000:7c00, SP 7c00h, the IVT's IDTR), or with
+ * c->reset_state the state INIT leaves (SDM Vol. 3A table 9-1: IDTR limit FFFFh, SP 0,
+ * CR0 = ET plus the CD/NW the guest had; EDX, the processor signature, is set by the
+ * caller), for an AP's STARTUP or the BSP's INIT. */
+static void vmcs_guest_realmode(struct pcpu *c, struct vmx_cpu *x, uint16_t cs_sel,
+                                uint64_t cs_base, uint64_t rip)
 {
 #define SEG(S, sel, ar) do { \
         vmwrite16(VMCS_GUEST_##S##_SEL, (sel)); vmwriteN(VMCS_GUEST_##S##_BASE, (uint64_t)(sel) << 4); \
@@ -294,6 +332,7 @@ static void vmcs_guest_realmode(struct vmx_cpu *x, uint16_t cs_sel, uint64_t rip
     SEG(FS, 0, 0x93);
     SEG(GS, 0, 0x93);
 #undef SEG
+    vmwriteN(VMCS_GUEST_CS_BASE, cs_base);     /* FFFF0000h at the reset vector */
     vmwrite16(VMCS_GUEST_TR_SEL, 0);
     vmwriteN(VMCS_GUEST_TR_BASE, 0);
     vmwrite32(VMCS_GUEST_TR_LIMIT, 0xffff);
@@ -305,15 +344,15 @@ static void vmcs_guest_realmode(struct vmx_cpu *x, uint16_t cs_sel, uint64_t rip
     vmwriteN(VMCS_GUEST_GDTR_BASE, 0);
     vmwrite32(VMCS_GUEST_GDTR_LIMIT, 0xffff);
     vmwriteN(VMCS_GUEST_IDTR_BASE, 0);
-    vmwrite32(VMCS_GUEST_IDTR_LIMIT, 0x3ff);
-    uint64_t cr0 = CR0_ET;
+    vmwrite32(VMCS_GUEST_IDTR_LIMIT, c->reset_state ? 0xffff : 0x3ff);
+    uint64_t cr0 = CR0_ET | (c->reset_state ? c->guest_cr0_keep : 0);
     vmwriteN(VMCS_CR0_SHADOW, cr0);
     vmwriteN(VMCS_GUEST_CR0, (cr0 | x->cr0_guest_fixed0) & x->cr0_fixed1);
     vmwriteN(VMCS_CR4_SHADOW, 0);
     vmwriteN(VMCS_GUEST_CR4, x->cr4_fixed0 & x->cr4_fixed1);
     vmwriteN(VMCS_GUEST_CR3, 0);
     vmwriteN(VMCS_GUEST_DR7, 0x400);
-    vmwriteN(VMCS_GUEST_RSP, 0x7c00);
+    vmwriteN(VMCS_GUEST_RSP, c->reset_state ? 0 : 0x7c00);
     vmwriteN(VMCS_GUEST_RIP, rip);
     vmwriteN(VMCS_GUEST_RFLAGS, RFLAGS_FIXED);
     vmwriteN(VMCS_GUEST_PENDING_DBG, 0);
@@ -328,8 +367,8 @@ static void vmcs_guest_realmode(struct vmx_cpu *x, uint16_t cs_sel, uint64_t rip
     vmwriteN(VMCS_GUEST_SYSENTER_EIP, 0);
 }
 
-static __noreturn void launch(struct pcpu *c, uint16_t cs, uint64_t rip, uint64_t rdx,
-                             bool wait_sipi)
+static __noreturn void launch(struct pcpu *c, uint16_t cs, uint64_t cs_base, uint64_t rip,
+                             uint64_t rdx, bool wait_sipi)
 {
     struct vmx_cpu *x = vmx_of(c);
     /* A restart after INIT finds the VMCS launched: VMLAUNCH wants it clear (SDM 24.1). */
@@ -347,7 +386,7 @@ static __noreturn void launch(struct pcpu *c, uint16_t cs, uint64_t rip, uint64_
     vmcs_host_state(c);
     vmcs_controls(x);
     vmx_write_proc(x);      /* MTF for a SIPI start's guard (vmx_zeroexit_sipi) */
-    vmcs_guest_realmode(x, cs, rip);
+    vmcs_guest_realmode(c, x, cs, cs_base, rip);
     memset(&x->launch_regs, 0, sizeof(x->launch_regs));
     x->launch_regs.r[R_DX] = rdx;
     /* Wait-for-SIPI (26.3.1.5): nothing may be injected, no blocking; the entry leaves
@@ -368,14 +407,29 @@ static __noreturn void launch(struct pcpu *c, uint16_t cs, uint64_t rip, uint64_
 
 __noreturn void arch_launch_bsp_guest(struct pcpu *c)
 {
-    launch(c, 0, 0x7c00, g_bp->opts.boot_drive, false);
+    launch(c, 0, 0, 0x7c00, g_bp->opts.boot_drive, false);
+}
+
+/* EDX after INIT: the processor signature, CPUID.1:EAX (SDM table 9-1). */
+static uint64_t cpu_signature(void)
+{
+    uint32_t r[4];
+    cpuid(1, 0, r);
+    return r[0];
 }
 
 /* The AP's guest as after INIT and STARTUP: real mode at vector:0000 (SDM 9.4.4.1). */
 __noreturn void arch_launch_ap_guest(struct pcpu *c, uint32_t sipi_vector)
 {
     printk("xmhf: CPU %u: guest started at %04x:0000\n", c->idx, sipi_vector << 8);
-    launch(c, (uint16_t)(sipi_vector << 8), 0, 0, false);
+    launch(c, (uint16_t)(sipi_vector << 8), (uint64_t)sipi_vector << 12, 0, cpu_signature(),
+           false);
+}
+
+/* The BSP after INIT: CS selector F000h with base FFFF0000h, IP FFF0h (SDM 9.1.4). */
+__noreturn void arch_launch_guest_reset(struct pcpu *c)
+{
+    launch(c, 0xf000, 0xffff0000ull, 0xfff0, cpu_signature(), false);
 }
 
 /* Said once per CPU (at hypervisor start): after an INIT the STARTUP that follows may
@@ -385,7 +439,7 @@ __noreturn void arch_launch_ap_wait_sipi(struct pcpu *c)
     if (c->guest_state == GUEST_CPU_RESET)
         printk("xmhf: CPU %u: guest in wait-for-SIPI\n", c->idx);
     vmx_of(c)->sipi_guard = false;
-    launch(c, 0, 0, 0, true);
+    launch(c, 0, 0, 0, 0, true);
 }
 
 /* apic=zeroexit: the guest's STARTUP reached this CPU in wait-for-SIPI as a SIPI VM
