@@ -30,6 +30,7 @@ _Static_assert(sizeof(struct sdt_header) == 36, "SDT header layout");
 #define MADT_ENTRIES_OFFSET 44      /* header, local APIC address, flags */
 #define MADT_LAPIC          0       /* Processor Local APIC structure */
 #define MADT_LAPIC_ENABLED  0x1u
+#define MADT_X2APIC         9       /* Processor Local x2APIC structure (IDs above 254) */
 
 static uint8_t sum8(const void *p, size_t n)
 {
@@ -105,16 +106,21 @@ int madt_cpu_ids(uint32_t *ids, unsigned max, char *why, size_t why_size)
     const uint8_t *end = (const uint8_t *)madt + madt->length;
     unsigned n = 0;
     while (p + 2 <= end && p[1] >= 2 && p + p[1] <= end) {
+        uint32_t flags = 0, id = 0;
+        bool cpu = false;
         if (p[0] == MADT_LAPIC && p[1] >= 8) {
-            uint32_t flags;
             memcpy(&flags, p + 4, 4);
-            if (flags & MADT_LAPIC_ENABLED) {
-                if (n == max) {
-                    snprintf(why, why_size, "more than %u enabled CPUs in the MADT", max);
-                    return -1;
-                }
-                ids[n++] = p[3];
-            }
+            id = p[3];
+            cpu = true;
+        } else if (p[0] == MADT_X2APIC && p[1] >= 16) {
+            memcpy(&id, p + 4, 4);
+            memcpy(&flags, p + 8, 4);
+            cpu = true;
+        }
+        if (cpu && (flags & MADT_LAPIC_ENABLED)) {
+            if (n < max)
+                ids[n] = id;
+            n++;                    /* counted even beyond max: the caller uses max */
         }
         p += p[1];
     }

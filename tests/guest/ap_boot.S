@@ -29,6 +29,18 @@ ap_tramp_start:
     movw    %ax, (ap_tramp_seen_cs - ap_tramp_start)
     smsw    (ap_tramp_seen_msw - ap_tramp_start)
     incw    (ap_tramp_entries - ap_tramp_start)
+    /* The state the CPU started with (SDM Vol. 3A table 9-1, after INIT): EDX, CR0,
+     * IDTR, DR0, DR6, DR7 (init_state checks them). */
+    movl    %edx, (ap_tramp_seen_edx - ap_tramp_start)
+    movl    %cr0, %eax
+    movl    %eax, (ap_tramp_seen_cr0 - ap_tramp_start)
+    sidtl   (ap_tramp_seen_idtr - ap_tramp_start)
+    movl    %dr0, %eax
+    movl    %eax, (ap_tramp_seen_dr0 - ap_tramp_start)
+    movl    %dr6, %eax
+    movl    %eax, (ap_tramp_seen_dr6 - ap_tramp_start)
+    movl    %dr7, %eax
+    movl    %eax, (ap_tramp_seen_dr7 - ap_tramp_start)
     xorw    %ax, %ax
     movw    %ax, %ds
     lgdtl   gdt_desc                /* absolute, below 0x10000 (guest.ld checks it) */
@@ -40,6 +52,14 @@ ap_tramp_start:
 ap_tramp_seen_cs:   .word 0
 ap_tramp_seen_msw:  .word 0
 ap_tramp_entries:   .word 0
+    .globl ap_tramp_seen_edx, ap_tramp_seen_cr0, ap_tramp_seen_idtr, ap_tramp_seen_dr0
+    .globl ap_tramp_seen_dr6, ap_tramp_seen_dr7
+ap_tramp_seen_edx:  .long 0
+ap_tramp_seen_cr0:  .long 0
+ap_tramp_seen_idtr: .word 0, 0, 0
+ap_tramp_seen_dr0:  .long 0
+ap_tramp_seen_dr6:  .long 0
+ap_tramp_seen_dr7:  .long 0
 ap_tramp_end:
 
     .code32

@@ -351,6 +351,15 @@ bool t_apic_write_straddle(struct test_result *r);
 bool t_apic_base_anywhere(struct test_result *r);
 /* WRMSR that may fault: the number of exceptions it raised, the first in *f. */
 unsigned wrmsr_faults(uint32_t msr, uint64_t val, struct fault_info *f);
+/* init_tests.c: INIT/SIPI as the hardware defines them, debug state across exits */
+bool t_init_self(struct test_result *r);
+bool t_init_state(struct test_result *r);
+bool t_init_starting(struct test_result *r);
+bool t_init_cross(struct test_result *r);
+bool t_init_physical(struct test_result *r);
+bool t_init_bsp(struct test_result *r);
+bool t_debug_dr7_exit(struct test_result *r);
+bool t_debug_apic_breakpoint(struct test_result *r);
 void print_hv_stats(void);
 
 /* ---- apic.c: the local APIC in xAPIC mode (SDM Vol. 3A, chapter 11) --------------- */
@@ -438,8 +447,8 @@ void tick_scale_init(void);
 /* ---- acpi.c: the CPUs from the ACPI MADT ------------------------------------------ */
 #define MAX_CPUS 16
 /* Finds the RSDP, the RSDT/XSDT and the MADT ("APIC"), and stores the APIC IDs of its
- * enabled Processor Local APIC entries (type 0). Returns the count, or -1 with a reason
- * in why. */
+ * enabled Processor Local APIC and x2APIC entries (types 0 and 9), at most max of them.
+ * Returns the count of all of them (which may exceed max), or -1 with a reason in why. */
 int madt_cpu_ids(uint32_t *ids, unsigned max, char *why, size_t why_size);
 /* True when SMBIOS's System Information names this manufacturer (e.g. "QEMU"). */
 bool smbios_manufacturer_is(const char *want);
@@ -448,6 +457,12 @@ bool acpi_oem_is(const char *oem6);
 int acpi_count_tables(const char *sig);
 
 /* ---- smp.c: per-CPU data, AP start-up, work on other CPUs ------------------------- */
+/* The local APIC as an AP found it on entering ap_main, before it enabled it
+ * (init_state): SVR, TPR, LVT timer, timer initial count, LVT LINT0, IRR and ISR. */
+struct apic_snap {
+    uint32_t svr, tpr, lvt_timer, timer_init, lint0, ldr, dfr;
+    uint32_t irr[8], isr[8];
+};
 enum cpu_state { CPU_OFFLINE, CPU_ONLINE, CPU_LOST };
 
 struct cpu {
@@ -487,10 +502,13 @@ struct cpu {
     volatile uint64_t db_rip, db_dr6;
     uint64_t stats[4];                      /* print_hv_stats */
     bool stats_ok;
+    struct apic_snap apic_at_start;         /* init_state */
 };
 
 extern struct cpu cpus[MAX_CPUS];
-extern unsigned ncpus;              /* CPUs in the MADT (1 when it could not be read) */
+extern unsigned ncpus;              /* CPUs in the MADT (1 when it could not be read),
+                                       at most MAX_CPUS: the guest uses the first ones */
+extern unsigned madt_total;         /* all enabled CPUs the MADT lists */
 extern bool madt_ok;
 extern bool cpu_is_amd;             /* CPUID vendor AuthenticAMD (smp_init) */
 extern char madt_why[96];
@@ -523,7 +541,22 @@ bool smp_sipi_wait_via(struct cpu *t, ipi_send_fn send, char *why, size_t why_si
 /* ap_boot.S: words in the trampoline that each AP entering it writes (in the copy at
  * AP_TRAMPOLINE: read at AP_TRAMPOLINE + (symbol - ap_tramp_start)). */
 extern const uint8_t ap_tramp_start[], ap_tramp_seen_cs[], ap_tramp_seen_msw[],
-                     ap_tramp_entries[];
+                     ap_tramp_entries[], ap_tramp_seen_edx[], ap_tramp_seen_cr0[],
+                     ap_tramp_seen_idtr[], ap_tramp_seen_dr0[], ap_tramp_seen_dr6[],
+                     ap_tramp_seen_dr7[];
+/* The trampoline's copy of one of those symbols (AP_TRAMPOLINE + offset). */
+static inline volatile void *tramp_ptr(const uint8_t *sym)
+{
+    return (volatile void *)(uintptr_t)(AP_TRAMPOLINE + (uintptr_t)(sym - ap_tramp_start));
+}
+/* init_tests.c: the BSP comes back here after an INIT restarted it at the reset vector
+ * (ap_main on the BSP's APIC ID; see t_init_bsp). */
+void bsp_resumed(void) __attribute__((noreturn));
+void apic_snapshot(struct apic_snap *s);
+/* GS base -> c, c->apic_base from IA32_APIC_BASE (smp.c). */
+void percpu_setup(struct cpu *c);
+/* Stack tops by APIC ID for the trampoline (smp.c). */
+extern uint64_t ap_stack_by_id[256];
 /* APs that reported in: their APIC IDs as read from their own APIC ID register. */
 extern volatile uint32_t ap_report_count;
 extern volatile uint32_t ap_reports[64];

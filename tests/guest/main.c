@@ -38,6 +38,16 @@ static const struct guest_test tests[] = {
     { "wprot_pages",              t_wprot_pages },
     { "iomon_ports",              t_iomon_ports },
     { "user_hypercall",           t_user_hypercall },
+    /* INIT/STARTUP semantics (init_tests.c): AP 1 restarted many times, the BSP once;
+     * before x2apic_mode, which leaves the BSP's APIC disabled on Bochs */
+    { "debug_dr7_exit",           t_debug_dr7_exit },
+    { "debug_apic_breakpoint",    t_debug_apic_breakpoint },
+    { "init_self",                t_init_self },
+    { "init_state",               t_init_state },
+    { "init_starting",            t_init_starting },
+    { "init_cross",               t_init_cross },
+    { "init_physical",            t_init_physical },
+    { "init_bsp",                 t_init_bsp },
     /* last: they may leave AP 1 parked (CPU_LOST) when they fail */
     { "ap_restart",               t_ap_restart },
     { "x2apic_mode",              t_x2apic_mode },

@@ -16,6 +16,7 @@
 
 struct cpu cpus[MAX_CPUS];
 unsigned ncpus = 1;
+unsigned madt_total = 1;
 bool madt_ok;
 bool cpu_is_amd;
 char madt_why[96];
@@ -32,7 +33,7 @@ extern const uint8_t ap_tramp_start[], ap_tramp_end[];
 
 void ap_main(uint32_t apic_id) __attribute__((noreturn));
 
-static void percpu_setup(struct cpu *c)
+void percpu_setup(struct cpu *c)
 {
     c->self = c;
     wrmsr(MSR_GS_BASE, (uint64_t)(uintptr_t)c);
@@ -76,6 +77,9 @@ void smp_init(void)
         return;                     /* madt_ok stays false; ncpus 1 */
     bool bsp_seen = false;
     unsigned k = 1;
+    madt_total = (unsigned)n;
+    if (n > (int)ARRAY_SIZE(ids))
+        n = (int)ARRAY_SIZE(ids);
     for (int i = 0; i < n; i++) {
         if (ids[i] == cpus[0].apic_id) {
             bsp_seen = true;
@@ -89,6 +93,9 @@ void smp_init(void)
         c->stack_top = (uint64_t)(uintptr_t)ap_stacks[k - 1] + AP_STACK_SIZE;
         c->state = CPU_OFFLINE;
         k++;
+    }
+    if (!bsp_seen && madt_total > ARRAY_SIZE(ids)) {
+        bsp_seen = true;            /* listed beyond the first MAX_CPUS: not checked */
     }
     if (!bsp_seen) {
         snprintf(madt_why, sizeof madt_why, "the BSP's APIC ID %u is not in the MADT",
@@ -162,11 +169,28 @@ bool smp_sipi_wait_via(struct cpu *t, ipi_send_fn send, char *why, size_t why_si
     return true;
 }
 
+void apic_snapshot(struct apic_snap *s)
+{
+    s->svr = apic_read(APIC_SVR);
+    s->tpr = apic_read(APIC_TPR);
+    s->lvt_timer = apic_read(0x320);
+    s->timer_init = apic_read(0x380);
+    s->lint0 = apic_read(0x350);
+    s->ldr = apic_read(0x0d0);
+    s->dfr = apic_read(0x0e0);
+    for (unsigned i = 0; i < 8; i++) {
+        s->irr[i] = apic_read(0x200 + 0x10 * i);
+        s->isr[i] = apic_read(0x100 + 0x10 * i);
+    }
+}
+
 /* Called by ap_boot.S on the AP's own stack. */
 void ap_main(uint32_t apic_id)
 {
     struct cpu *c = NULL;
 
+    if (apic_id == cpus[0].apic_id && ncpus > 0)
+        bsp_resumed();              /* an INIT sent the BSP through the reset vector */
     for (unsigned i = 1; i < ncpus; i++) {
         if (cpus[i].apic_id == apic_id)
             c = &cpus[i];
@@ -179,6 +203,7 @@ void ap_main(uint32_t apic_id)
     c->trap_depth = 0;
     c->test_running = false;
     trap_init();
+    apic_snapshot(&c->apic_at_start);
     apic_sw_enable();
 
     /* The report: this CPU's APIC ID as its own APIC ID register gives it. */

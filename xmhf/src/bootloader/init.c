@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "acpi.h"
 #include "bootparams.h"
 #include "cmdline.h"
 #include "dmap.h"
@@ -21,6 +22,8 @@
 #define GUEST_LOAD_ADDR 0x7c00u
 #define BDA_BASE_MEM_KB 0x413u     /* BIOS data area: conventional memory in KiB */
 #define HEAP_BASE_SIZE  (4ull << 20)
+#define HEAP_PER_CPU    (64ull << 10)   /* VMCS/VMCB, stacks, private nested-page path */
+#define HEAP_BASE_CPUS  16u             /* covered by HEAP_BASE_SIZE */
 #define TWO_MB          0x200000ull
 #define FOUR_GB         0x100000000ull
 #define ALIGN_UP4K(x)   (((x) + 0xfffull) & ~0xfffull)
@@ -29,6 +32,7 @@ extern char __init_start[], __init_end[];
 void enter_runtime(uint32_t pml4, uint32_t bp, uint32_t entry_lo, uint32_t entry_hi);
 int vsnprintk(char *buf, size_t n, const char *fmt, va_list ap);
 void *memset(void *d, int c, size_t n);
+int memcmp(const void *a, const void *b, size_t n);
 void *memcpy(void *d, const void *s, size_t n);
 void *memmove(void *d, const void *s, size_t n);
 
@@ -111,6 +115,64 @@ static void read_memory_map(const struct mb_info *mbi, struct e820_map *m)
 static int ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 {
     return a < b + blen && b < a + alen;
+}
+
+/* Processors the firmware lists (enabled MADT entries, local APIC and x2APIC), so that
+ * the heap holds each one's state; the runtime enumerates them again itself. ACPI 6.5
+ * 5.2.5 (RSDP in the EBDA's first KiB or 0xe0000-0xfffff), 5.2.7 RSDT, 5.2.12 MADT.
+ * Without ACPI: 1. Tables above 4 GiB are out of this 32-bit stage's reach: 1. */
+static uint8_t sum8(const void *p, uint32_t n)
+{
+    uint8_t s = 0;
+    for (const uint8_t *b = p; n--; b++)
+        s = (uint8_t)(s + *b);
+    return s;
+}
+
+static const struct acpi_header *sdt(uint64_t pa, const char *sig)
+{
+    if (!pa || pa >= 0xfff00000ull)
+        return NULL;
+    const struct acpi_header *h = (const struct acpi_header *)(uintptr_t)pa;
+    if (memcmp(h->sig, sig, 4) || h->length < sizeof(*h) || pa + h->length > FOUR_GB ||
+        sum8(h, h->length))
+        return NULL;
+    return h;
+}
+
+static uint32_t madt_cpu_count(void)
+{
+    const struct acpi_rsdp *r = NULL;
+    uint32_t ebda = (uint32_t)*(volatile uint16_t *)(uintptr_t)0x40e << 4;
+    for (uint32_t a = ebda; !r && ebda >= 0x80000 && a < ebda + 1024; a += 16)
+        if (!memcmp((const void *)(uintptr_t)a, "RSD PTR ", 8) && !sum8((const void *)(uintptr_t)a, 20))
+            r = (const struct acpi_rsdp *)(uintptr_t)a;
+    for (uint32_t a = 0xe0000; !r && a < 0x100000; a += 16)
+        if (!memcmp((const void *)(uintptr_t)a, "RSD PTR ", 8) && !sum8((const void *)(uintptr_t)a, 20))
+            r = (const struct acpi_rsdp *)(uintptr_t)a;
+    const struct acpi_header *rsdt = r ? sdt(r->rsdt, "RSDT") : NULL;
+    if (!rsdt)
+        return 1;
+    const struct acpi_header *madt = NULL;
+    for (uint32_t off = sizeof(*rsdt); !madt && off + 4 <= rsdt->length; off += 4) {
+        uint32_t pa;
+        memcpy(&pa, (const uint8_t *)rsdt + off, 4);
+        madt = sdt(pa, "APIC");
+    }
+    if (!madt)
+        return 1;
+    const uint8_t *p = (const uint8_t *)madt;
+    uint32_t n = 0;
+    for (uint32_t off = MADT_ENTRIES_OFFSET; off + 2 <= madt->length && p[off + 1] >= 2 &&
+                                             off + p[off + 1] <= madt->length; off += p[off + 1]) {
+        uint32_t flags = 0;
+        if (p[off] == MADT_LAPIC && p[off + 1] >= 8)
+            memcpy(&flags, p + off + 4, 4);
+        else if (p[off] == MADT_X2APIC && p[off + 1] >= 16)
+            memcpy(&flags, p + off + 8, 4);
+        n += flags & MADT_ENABLED;
+    }
+    return n ? n : 1;
 }
 
 /* Builds the runtime's page tables in [pt, pt + 8 pages): identity map of 0..4 GiB with
@@ -210,13 +272,15 @@ void init_main(uint32_t magic, const struct mb_info *mbi)
     }
 
     /* 4. The region: runtime, boot parameters, page tables, heap. */
+    uint32_t ncpus = madt_cpu_count();
     uint64_t ram_top = e820_ram_top(&bp->e820);
     uint64_t rt_size = ALIGN_UP4K(rh->total_size);
     uint64_t bp_off = rt_size, pt_off = bp_off + ALIGN_UP4K(sizeof(*bp));
     uint64_t heap_off = pt_off + 7 * 4096;
     /* Heap: per-CPU state plus the guest's nested page tables (a page directory per GiB
      * of RAM, and page tables where 2 MiB pages must be split). */
-    uint64_t heap = HEAP_BASE_SIZE + (ram_top >> 30) * 2 * 4096;
+    uint64_t heap = HEAP_BASE_SIZE + (ram_top >> 30) * 2 * 4096 +
+                    (ncpus > HEAP_BASE_CPUS ? (ncpus - HEAP_BASE_CPUS) * HEAP_PER_CPU : 0);
     if (XMHF_DMAP)
         heap += DMAP_HEAP_SIZE + (ram_top >> 30) * 2 * 4096;   /* I/O page tables */
     uint64_t region_size = (heap_off + heap + TWO_MB - 1) & ~(TWO_MB - 1);

@@ -43,6 +43,7 @@ ap_tramp_start:
     mov %ax, %ds
     lgdtl T(tramp_gdt_desc)
     mov %cr0, %eax
+    and $0x9fffffff, %eax               /* CD, NW: INIT left the caches off (CR0 60000010h) */
     or $1, %eax
     mov %eax, %cr0
     ljmpl $0x08, $T(tramp_pm)

@@ -1,0 +1,623 @@
+/* INIT and STARTUP as the SDM defines them (Vol. 3A 9.1 "Initialization Overview",
+ * table 9-1, 9.4 "Multiple-Processor Initialization", 11.6.1 delivery modes INIT and
+ * Start-Up, 11.4.7.3 "Local APIC State After an INIT Reset"), and the guest's debug
+ * state across VM exits. Each case passes natively too (the hypervisor-only checks say
+ * "native: no exit counts"); see README.md. They run after the other SMP cases and use
+ * AP 1 (and the last AP); a CPU that fails a check is parked with INIT and not used again.
+ */
+#include "guest.h"
+
+#define TIMEOUT_WORK     (1000000000ull * tick_scale)
+#define TIMEOUT_WAIT     (100000000ull * tick_scale)
+#define DR6_BS           (1ull << 14)
+#define DR6_B0           (1ull << 0)
+#define CR0_CD           (1u << 30)
+#define CR0_NW           (1u << 29)
+#define CR4_OSXSAVE      (1ull << 18)
+#define VEC_STALE        0x51u          /* init_state: a timer interrupt left in IRR */
+#define IOAPIC_BASE      0xfec00000ull
+#define ST_PHYS_INIT     0x206ull
+
+static const char native_note[] = "(native: no exit counts)";
+
+static bool wait_flag(volatile uint32_t *p, uint64_t timeout)
+{
+    uint64_t t0 = rdtsc();
+    while (!__atomic_load_n(p, __ATOMIC_ACQUIRE)) {
+        if (rdtsc() - t0 > timeout)
+            return false;
+        cpu_relax();
+    }
+    return true;
+}
+
+static volatile uint16_t *tramp16(const uint8_t *sym) { return tramp_ptr(sym); }
+static volatile uint32_t *tramp32(const uint8_t *sym) { return tramp_ptr(sym); }
+
+static uint32_t reports_of(uint32_t apic_id, uint32_t from)
+{
+    uint32_t n = 0, end = __atomic_load_n(&ap_report_count, __ATOMIC_ACQUIRE);
+    for (uint32_t i = from; i < end && i < ARRAY_SIZE(ap_reports); i++)
+        n += ap_reports[i] == apic_id;
+    return n;
+}
+
+/* Parks ap for good (INIT: wait-for-SIPI) after a failed check. */
+static bool park(struct cpu *ap, struct test_result *r)
+{
+    apic_send_ipi(ap->apic_id, ICR_INIT | ICR_ASSERT | ICR_LEVEL);
+    ap->state = CPU_LOST;
+    (void)r;
+    return false;
+}
+
+/* A mark taken before an AP is sent INIT: its heartbeat, reports and trampoline
+ * entries, to see afterwards that it stopped and how it started again. */
+struct mark { uint64_t heartbeat; uint32_t reports; uint16_t entries; };
+
+static void mark_take(const struct cpu *ap, struct mark *m)
+{
+    m->heartbeat = ap->heartbeat;
+    m->reports = __atomic_load_n(&ap_report_count, __ATOMIC_ACQUIRE);
+    m->entries = *tramp16(ap_tramp_entries);
+}
+
+/* The AP stopped: its idle loop stands still and it did not start again by itself. */
+static bool stopped(const struct cpu *ap, const struct mark *m, const char *what,
+                    struct test_result *r)
+{
+    delay_ticks(TICKS_10MS);
+    const uint64_t h1 = ap->heartbeat;
+    delay_ticks(TICKS_10MS / 2);
+    if (ap->heartbeat != h1)
+        return test_fail(r, "%s: APIC ID %u still runs 10 ms after the INIT (heartbeat "
+                         "%lu -> %lu)", what, ap->apic_id, h1, ap->heartbeat);
+    if (reports_of(ap->apic_id, m->reports) || *tramp16(ap_tramp_entries) != m->entries)
+        return test_fail(r, "%s: APIC ID %u started again without a STARTUP", what,
+                         ap->apic_id);
+    return true;
+}
+
+static volatile uint32_t job_slot;
+
+static bool job_id(struct test_result *r)
+{
+    __atomic_store_n(&job_slot, apic_read(APIC_ID) >> 24, __ATOMIC_RELEASE);
+    return test_pass(r, "ran");
+}
+
+/* STARTUP x2, then it must start exactly once, report once and run a job. */
+static bool start_again(struct cpu *ap, const struct mark *m, const char *what,
+                        struct test_result *r)
+{
+    if (!smp_sipi_wait(ap, r->msg, sizeof r->msg))
+        return false;
+    delay_ticks(TICKS_10MS);
+    uint16_t nent = (uint16_t)(*tramp16(ap_tramp_entries) - m->entries);
+    uint32_t nrep = reports_of(ap->apic_id, m->reports);
+    if (nent != 1 || nrep != 1) {
+        test_fail(r, "%s: after STARTUP x2 the trampoline was entered %u times and APIC "
+                  "ID %u reported %u times, expected once each", what, nent, ap->apic_id,
+                  nrep);
+        return park(ap, r);
+    }
+    struct test_result sr;
+    job_slot = ~0u;
+    if (!run_on(ap, job_id, TIMEOUT_WORK, &sr) || job_slot != ap->apic_id) {
+        test_fail(r, "%s: a job on the restarted APIC ID %u: %s", what, ap->apic_id,
+                  sr.msg);
+        return park(ap, r);
+    }
+    return true;
+}
+
+/* ---- init_self --------------------------------------------------------------------- */
+static volatile uint32_t self_survived;
+
+/* INIT with the "self" shorthand: table 11-3 lists it as invalid. The CPU goes on. */
+static bool self_shorthand_job(struct test_result *r)
+{
+    if (!apic_send_ipi(0, ICR_INIT | ICR_ASSERT | ICR_LEVEL | ICR_SELF))
+        return test_fail(r, "ICR stayed busy");
+    delay_ticks(TICKS_10MS / 2);
+    return test_pass(r, "still running");
+}
+
+/* INIT to its own APIC ID: the CPU is reset like any other target. */
+static bool self_id_job(struct test_result *r)
+{
+    struct cpu *c = this_cpu();
+    c->state = CPU_OFFLINE;             /* it goes; ap_main sets it online again */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    apic_send_ipi(c->apic_id, ICR_INIT | ICR_ASSERT | ICR_LEVEL);
+    delay_ticks(TICKS_10MS);
+    __atomic_store_n(&self_survived, 1, __ATOMIC_RELEASE);
+    return test_fail(r, "still running 10 ms after an INIT to its own APIC ID");
+}
+
+bool t_init_self(struct test_result *r)
+{
+    if (ncpus < 2)
+        return test_pass(r, "(skipped: needs 2 CPUs)");
+    struct cpu *ap = &cpus[1];
+    struct test_result sr;
+    struct mark m;
+    if (ap->state != CPU_ONLINE)
+        return test_fail(r, "AP 1 is not online");
+    if (!run_on(ap, self_shorthand_job, TIMEOUT_WORK, &sr))
+        return test_fail(r, "INIT by the self shorthand: %s", sr.msg);
+    mark_take(ap, &m);
+    self_survived = 0;
+    if (!cpu_post(ap, self_id_job))
+        return test_fail(r, "AP 1 is not online");
+    if (!stopped(ap, &m, "INIT to its own ID", r))
+        return park(ap, r);
+    if (self_survived)
+        return test_fail(r, "AP 1 ran on after an INIT to its own APIC ID"), park(ap, r);
+    if (!start_again(ap, &m, "INIT to its own ID", r))
+        return false;
+    return test_pass(r, "shorthand self: ignored (table 11-3: invalid); own APIC ID %u: "
+                     "stopped, one start after STARTUP x2", ap->apic_id);
+}
+
+/* ---- init_state -------------------------------------------------------------------- */
+static volatile uint32_t state_ready;
+static uint64_t cr0_before;
+static bool have_xsave;
+
+static inline void xsetbv0(uint64_t v)
+{
+    __asm__ volatile("xsetbv" :: "c"(0), "a"((uint32_t)v), "d"((uint32_t)(v >> 32)));
+}
+
+static inline uint64_t xgetbv0(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+static inline uint64_t read_cr0(void)
+{
+    uint64_t v;
+    __asm__ volatile("mov %%cr0, %0" : "=r"(v));
+    return v;
+}
+
+static inline uint64_t read_cr4(void)
+{
+    uint64_t v;
+    __asm__ volatile("mov %%cr4, %0" : "=r"(v));
+    return v;
+}
+
+/* On AP 1, IF = 0: things INIT must reset. CR0.CD (kept by INIT), DR0/DR7 (an execute
+ * breakpoint on a page nobody runs), XCR0 = 3, TPR 0x20, and the APIC timer's interrupt
+ * left pending in IRR (no EOI, IF = 0). Then it waits for the INIT. */
+static bool state_job(struct test_result *r)
+{
+    struct cpu *c = this_cpu();
+    __asm__ volatile("cli");
+    __asm__ volatile("mov %0, %%cr0" :: "r"(read_cr0() | CR0_CD) : "memory");
+    cr0_before = read_cr0();
+    __asm__ volatile("mov %0, %%dr0; mov %1, %%dr7" :: "r"(0x12340ull), "r"(0x401ull));
+    if (have_xsave) {
+        __asm__ volatile("mov %0, %%cr4" :: "r"(read_cr4() | CR4_OSXSAVE));
+        xsetbv0(3);
+    }
+    apic_write(0x3e0, 0xb);                     /* timer divide by 1 */
+    apic_write(0x320, VEC_STALE);               /* one-shot, unmasked */
+    apic_write(0x380, 50);
+    const uint32_t irr_reg = 0x200 + 0x10 * (VEC_STALE / 32), bit = 1u << (VEC_STALE % 32);
+    uint64_t t0 = rdtsc();
+    while (!(apic_read(irr_reg) & bit)) {
+        if (rdtsc() - t0 > TIMEOUT_WAIT)
+            return test_fail(r, "the timer interrupt never reached IRR");
+    }
+    apic_write(APIC_TPR, 0x20);
+    c->state = CPU_OFFLINE;
+    __atomic_store_n(&state_ready, 1, __ATOMIC_RELEASE);
+    for (t0 = rdtsc(); rdtsc() - t0 < TIMEOUT_WORK;)
+        cpu_relax();
+    return test_fail(r, "no INIT came");
+}
+
+static uint64_t got_xcr0;
+
+static bool state_after_job(struct test_result *r)
+{
+    got_xcr0 = 0;
+    if (have_xsave) {
+        __asm__ volatile("mov %0, %%cr4" :: "r"(read_cr4() | CR4_OSXSAVE));
+        got_xcr0 = xgetbv0();
+    }
+    __asm__ volatile("mov %0, %%cr0" :: "r"(read_cr0() & ~(uint64_t)(CR0_CD | CR0_NW))
+                     : "memory");
+    return test_pass(r, "ok");
+}
+
+bool t_init_state(struct test_result *r)
+{
+    if (ncpus < 2)
+        return test_pass(r, "(skipped: needs 2 CPUs)");
+    struct cpu *ap = &cpus[1];
+    struct test_result sr;
+    struct mark m;
+    uint32_t a, b, c, d;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
+    const uint32_t signature = a;
+    have_xsave = c & (1u << 26);
+    if (ap->state != CPU_ONLINE)
+        return test_fail(r, "AP 1 is not online");
+    state_ready = 0;
+    *tramp32(ap_tramp_seen_edx) = 0;
+    *tramp32(ap_tramp_seen_dr7) = 0;
+    if (!cpu_post(ap, state_job) || !wait_flag(&state_ready, TIMEOUT_WAIT)) {
+        (void)cpu_wait(ap, TIMEOUT_WORK, &sr);
+        return test_fail(r, "AP 1 did not get ready: %s", sr.msg);
+    }
+    mark_take(ap, &m);
+    apic_send_ipi(ap->apic_id, ICR_INIT | ICR_ASSERT | ICR_LEVEL);
+    if (!stopped(ap, &m, "INIT", r) || !start_again(ap, &m, "INIT", r))
+        return ap->state == CPU_LOST ? false : park(ap, r);
+    if (!run_on(ap, state_after_job, TIMEOUT_WORK, &sr))
+        return test_fail(r, "after the restart: %s", sr.msg);
+
+    const uint32_t edx = *tramp32(ap_tramp_seen_edx), cr0 = *tramp32(ap_tramp_seen_cr0);
+    const uint16_t idt_limit = *tramp16(ap_tramp_seen_idtr);
+    const uint32_t dr0 = *tramp32(ap_tramp_seen_dr0), dr6 = *tramp32(ap_tramp_seen_dr6);
+    const uint32_t dr7 = *tramp32(ap_tramp_seen_dr7);
+    const struct apic_snap *s = &ap->apic_at_start;
+    if (edx != signature)
+        return test_fail(r, "EDX 0x%x at the restart, expected the signature 0x%x", edx,
+                         signature);
+    if ((cr0 & 0x80000001u) || (cr0 & (CR0_CD | CR0_NW)) != (cr0_before & (CR0_CD | CR0_NW)))
+        return test_fail(r, "CR0 0x%x at the restart (0x%lx before the INIT): expected real "
+                         "mode, no paging, CD and NW kept", cr0, cr0_before);
+    if (idt_limit != 0xffff)
+        return test_fail(r, "IDTR limit 0x%x at the restart, expected 0xffff", idt_limit);
+    if (dr0 != 0 || dr6 != 0xffff0ff0u || dr7 != 0x400)
+        return test_fail(r, "DR0 0x%x DR6 0x%x DR7 0x%x at the restart, expected 0, "
+                         "0xffff0ff0, 0x400", dr0, dr6, dr7);
+    if (have_xsave && got_xcr0 != 1)
+        return test_fail(r, "XCR0 0x%lx after the restart, expected 1", got_xcr0);
+    for (unsigned i = 0; i < 8; i++) {
+        if (s->irr[i] || s->isr[i])
+            return test_fail(r, "APIC after INIT: IRR[%u] 0x%x ISR[%u] 0x%x, expected "
+                             "empty (the timer interrupt 0x%x was pending)", i, s->irr[i],
+                             i, s->isr[i], VEC_STALE);
+    }
+    if ((s->svr & 0x1ff) != 0xff || s->tpr != 0 || !(s->lvt_timer & 0x10000) ||
+        !(s->lint0 & 0x10000) || s->timer_init != 0 || s->ldr != 0 || s->dfr != 0xffffffffu)
+        return test_fail(r, "APIC after INIT: SVR 0x%x TPR 0x%x LVT timer 0x%x LINT0 0x%x "
+                         "timer count %u LDR 0x%x DFR 0x%x; expected SVR 0xff, TPR 0, "
+                         "masked LVTs, count 0, LDR 0, DFR all ones", s->svr, s->tpr,
+                         s->lvt_timer, s->lint0, s->timer_init, s->ldr, s->dfr);
+    return test_pass(r, "EDX 0x%x, CR0 0x%x (CD kept), IDTR limit 0xffff, DR6/DR7 reset%s; "
+                     "APIC: IRR/ISR empty, LVTs masked, timer stopped, SVR 0xff", edx, cr0,
+                     have_xsave ? ", XCR0 1" : "");
+}
+
+/* ---- init_starting ----------------------------------------------------------------- */
+/* INIT right behind a STARTUP (the CPU may just be starting), then a normal start and
+ * one more INIT/STARTUP round: it must come up exactly once each time and stay up (no
+ * stale INIT throws it back, no STARTUP is lost). */
+bool t_init_starting(struct test_result *r)
+{
+    if (ncpus < 2)
+        return test_pass(r, "(skipped: needs 2 CPUs)");
+    struct cpu *ap = &cpus[1];
+    struct mark m;
+    if (ap->state != CPU_ONLINE)
+        return test_fail(r, "AP 1 is not online");
+    mark_take(ap, &m);
+    ap->state = CPU_OFFLINE;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    apic_send_ipi(ap->apic_id, ICR_INIT | ICR_ASSERT | ICR_LEVEL);
+    delay_ticks(TICKS_10MS);
+    apic_send_ipi(ap->apic_id, ICR_STARTUP | (AP_TRAMPOLINE >> 12));
+    apic_send_ipi(ap->apic_id, ICR_INIT | ICR_ASSERT | ICR_LEVEL);
+    delay_ticks(TICKS_10MS);
+    const uint16_t e1 = *tramp16(ap_tramp_entries);
+    const uint64_t h1 = ap->heartbeat;
+    delay_ticks(TICKS_10MS / 2);
+    if (ap->heartbeat != h1)
+        return test_fail(r, "AP 1 runs 10 ms after the INIT that followed a STARTUP"),
+               park(ap, r);
+    ap->state = CPU_OFFLINE;            /* it may have come online in between */
+    struct mark m2 = { ap->heartbeat, __atomic_load_n(&ap_report_count, __ATOMIC_ACQUIRE), e1 };
+    if (!start_again(ap, &m2, "STARTUP after INIT-STARTUP-INIT", r))
+        return false;
+    /* One more round: a stale request would stop it again right after its start. */
+    struct mark m3;
+    mark_take(ap, &m3);
+    ap->state = CPU_OFFLINE;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    apic_send_ipi(ap->apic_id, ICR_INIT | ICR_ASSERT | ICR_LEVEL);
+    if (!stopped(ap, &m3, "second INIT", r))
+        return park(ap, r);
+    if (!start_again(ap, &m3, "second round", r))
+        return false;
+    delay_ticks(TICKS_10MS);
+    if (!run_on(ap, job_id, TIMEOUT_WORK, r))
+        return test_fail(r, "AP 1 stopped after its start: %s", r->msg), park(ap, r);
+    return test_pass(r, "INIT behind a STARTUP: %u early start(s); then one start per "
+                     "STARTUP x2, twice, and it stays up", (uint16_t)(e1 - m.entries));
+}
+
+/* ---- init_cross -------------------------------------------------------------------- */
+static volatile uint32_t cross_go, cross_survived;
+static struct cpu *cross_peer[2];
+
+static bool cross_job(struct test_result *r)
+{
+    struct cpu *c = this_cpu();
+    struct cpu *peer = cross_peer[c == cross_peer[0] ? 1 : 0];
+    c->state = CPU_OFFLINE;
+    __atomic_fetch_add(&cross_go, 1, __ATOMIC_SEQ_CST);
+    uint64_t t0 = rdtsc();
+    while (__atomic_load_n(&cross_go, __ATOMIC_ACQUIRE) < 2 && rdtsc() - t0 < TIMEOUT_WAIT)
+        cpu_relax();
+    apic_send_ipi(peer->apic_id, ICR_INIT | ICR_ASSERT | ICR_LEVEL);
+    delay_ticks(TICKS_10MS);
+    __atomic_fetch_add(&cross_survived, 1, __ATOMIC_SEQ_CST);
+    return test_fail(r, "still running after the peer's INIT");
+}
+
+bool t_init_cross(struct test_result *r)
+{
+    if (ncpus < 3)
+        return test_pass(r, "(skipped: needs 3 CPUs)");
+    struct cpu *a = &cpus[1], *b = &cpus[ncpus - 1];
+    struct mark ma, mb;
+    if (a->state != CPU_ONLINE || b->state != CPU_ONLINE)
+        return test_fail(r, "AP 1 or the last AP is not online");
+    cross_peer[0] = a;
+    cross_peer[1] = b;
+    cross_go = cross_survived = 0;
+    mark_take(a, &ma);
+    mark_take(b, &mb);
+    if (!cpu_post(a, cross_job) || !cpu_post(b, cross_job))
+        return test_fail(r, "could not post the jobs");
+    if (!stopped(a, &ma, "AP 1", r) || !stopped(b, &mb, "last AP", r) ||
+        cross_survived) {
+        if (cross_survived && !r->msg[0])
+            test_fail(r, "%u CPU(s) ran on after the peer's INIT", cross_survived);
+        park(a, r);
+        return park(b, r);
+    }
+    /* Both marks count the same trampoline: start one, then the other. */
+    if (!start_again(a, &ma, "AP 1", r))
+        return park(b, r);
+    mark_take(b, &mb);
+    if (!start_again(b, &mb, "last AP", r))
+        return false;
+    return test_pass(r, "APIC IDs %u and %u sent INIT to each other at once: both "
+                     "stopped, each started once again", a->apic_id, b->apic_id);
+}
+
+/* ---- init_physical ----------------------------------------------------------------- */
+/* A physical INIT, not an IPI: the I/O APIC's redirection entry for the PIT (GSI 2,
+ * ISA IRQ 0 by the MADT's usual override) in delivery mode INIT, aimed at AP 1, and the
+ * PIT's channel 0 counting down once (mode 0). The AP must take it as its own INIT. */
+static void ioapic_write(uint32_t reg, uint32_t v)
+{
+    *(volatile uint32_t *)(uintptr_t)IOAPIC_BASE = reg;
+    *(volatile uint32_t *)(uintptr_t)(IOAPIC_BASE + 0x10) = v;
+}
+
+static uint32_t ioapic_read(uint32_t reg)
+{
+    *(volatile uint32_t *)(uintptr_t)IOAPIC_BASE = reg;
+    return *(volatile uint32_t *)(uintptr_t)(IOAPIC_BASE + 0x10);
+}
+
+static uint64_t phys_init_count;
+
+static bool phys_stat_job(struct test_result *r)
+{
+    if (hv_stat(ST_PHYS_INIT, &phys_init_count) != HV_STAT_OK)
+        phys_init_count = ~0ull;
+    return test_pass(r, "ok");
+}
+
+bool t_init_physical(struct test_result *r)
+{
+    if (ncpus < 2)
+        return test_pass(r, "(skipped: needs 2 CPUs)");
+    if (smbios_manufacturer_is("QEMU"))
+        return test_pass(r, "(skipped: QEMU 7.2 TCG resets a CPU whose INIT is "
+                         "intercepted, see README)");
+    struct cpu *ap = &cpus[1];
+    struct mark m;
+    if (ap->state != CPU_ONLINE)
+        return test_fail(r, "AP 1 is not online");
+    const uint32_t gsi = 2, lo_reg = 0x10 + 2 * gsi;
+    const uint32_t old_lo = ioapic_read(lo_reg), old_hi = ioapic_read(lo_reg + 1);
+    mark_take(ap, &m);
+    ap->state = CPU_OFFLINE;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    ioapic_write(lo_reg, 0x10000 | ICR_INIT);           /* masked while it is set up */
+    ioapic_write(lo_reg + 1, ap->apic_id << 24);
+    ioapic_write(lo_reg, ICR_INIT);                      /* edge, high, physical, INIT */
+    outb(0x43, 0x30);                                    /* channel 0, lo/hi, mode 0 */
+    outb(0x40, 0x00);
+    outb(0x40, 0x01);                                    /* 256 PIT ticks, ~0.2 ms */
+    bool ok = stopped(ap, &m, "physical INIT (I/O APIC)", r);
+    ioapic_write(lo_reg, 0x10000 | (old_lo & 0xffff));
+    ioapic_write(lo_reg + 1, old_hi);
+    ioapic_write(lo_reg, old_lo);
+    if (!ok)
+        return park(ap, r);
+    if (!start_again(ap, &m, "physical INIT", r))
+        return false;
+    struct test_result sr;
+    phys_init_count = 0;
+    if (!run_on(ap, phys_stat_job, TIMEOUT_WORK, &sr))
+        return test_fail(r, "STATS on AP 1: %s", sr.msg);
+    if (!hv_present())
+        return test_pass(r, "I/O APIC INIT to APIC ID %u: stopped, one start after STARTUP "
+                         "x2 %s", ap->apic_id, native_note);
+    if (phys_init_count == 0 || phys_init_count == ~0ull)
+        return test_fail(r, "the hypervisor counted no physical INIT on AP 1 (STATS 0x206 "
+                         "= %lu)", phys_init_count);
+    return test_pass(r, "I/O APIC INIT to APIC ID %u: stopped, one start after STARTUP x2; "
+                     "STATS 0x206 = %lu", ap->apic_id, phys_init_count);
+}
+
+/* ---- init_bsp ---------------------------------------------------------------------- */
+/* INIT to the BSP restarts it at the reset vector (SDM 9.1.1: the BSP flag makes it run
+ * the firmware, not wait for a STARTUP). The firmware's warm-reset path (CMOS shutdown
+ * status 0Ah: jump through 0040:0067 without POST) brings it to the AP trampoline, and
+ * from there to bsp_resumed(), which returns into this case. Then a STARTUP to the BSP
+ * must change nothing. */
+static struct jump_buf bsp_jb;
+static uint8_t bsp_resume_stack[4096] __attribute__((aligned(16)));
+static volatile uint32_t bsp_target;
+
+void bsp_resumed(void)
+{
+    struct cpu *c = &cpus[0];
+    percpu_setup(c);
+    trap_init();
+    apic_snapshot(&c->apic_at_start);
+    apic_sw_enable();
+    pic_disable();
+    guest_longjmp(&bsp_jb, 1);
+}
+
+static bool bsp_init_job(struct test_result *r)
+{
+    if (!apic_send_ipi(bsp_target, ICR_INIT | ICR_ASSERT | ICR_LEVEL))
+        return test_fail(r, "ICR stayed busy");
+    return test_pass(r, "INIT sent");
+}
+
+static bool bsp_sipi_job(struct test_result *r)
+{
+    if (!apic_send_ipi(bsp_target, ICR_STARTUP | (AP_TRAMPOLINE >> 12)))
+        return test_fail(r, "ICR stayed busy");
+    return test_pass(r, "STARTUP sent");
+}
+
+bool t_init_bsp(struct test_result *r)
+{
+    if (ncpus < 2)
+        return test_pass(r, "(skipped: needs 2 CPUs)");
+    struct cpu *ap = &cpus[1];
+    struct test_result sr;
+    if (ap->state != CPU_ONLINE)
+        return test_fail(r, "AP 1 is not online");
+    bsp_target = cpus[0].apic_id;
+    ap_stack_by_id[cpus[0].apic_id & 0xff] = (uint64_t)(uintptr_t)(bsp_resume_stack +
+                                                                   sizeof bsp_resume_stack);
+    outb(0x70, 0x0f);
+    outb(0x71, 0x0a);                               /* shutdown status: jump via 40:67 */
+    *(volatile uint16_t *)(uintptr_t)0x467 = 0;
+    *(volatile uint16_t *)(uintptr_t)0x469 = AP_TRAMPOLINE >> 4;
+    volatile uint16_t *entries = tramp16(ap_tramp_entries);
+    static uint16_t entries0;
+    entries0 = *entries;
+    *tramp16(ap_tramp_seen_cs) = 0;
+    if (guest_setjmp(&bsp_jb) == 0) {
+        if (!cpu_post(ap, bsp_init_job))
+            return test_fail(r, "AP 1 is not online");
+        uint64_t t0 = rdtsc();
+        while (rdtsc() - t0 < TIMEOUT_WORK)
+            cpu_relax();
+        (void)cpu_wait(ap, TIMEOUT_WORK, &sr);
+        return test_fail(r, "the BSP ran on after AP 1's INIT to it (%s)", sr.msg);
+    }
+    /* Back through the reset vector and 40:67. */
+    if (!cpu_wait(ap, TIMEOUT_WORK, &sr))
+        return test_fail(r, "AP 1's INIT job: %s", sr.msg);
+    const uint16_t n1 = (uint16_t)(*entries - entries0), cs = *tramp16(ap_tramp_seen_cs);
+    if (n1 != 1 || cs != AP_TRAMPOLINE >> 4)
+        return test_fail(r, "after INIT the BSP entered the trampoline %u times (CS 0x%x), "
+                         "expected once through 40:67", n1, cs);
+    const struct apic_snap *s = &cpus[0].apic_at_start;
+    const bool apic_reset = (s->svr & 0x100) == 0 && (s->lvt_timer & 0x10000);
+    if (!apic_reset)
+        return test_fail(r, "the BSP's APIC after INIT: SVR 0x%x LVT timer 0x%x, expected "
+                         "software-disabled, masked", s->svr, s->lvt_timer);
+    /* STARTUP to the BSP: ignored. */
+    if (!run_on(ap, bsp_sipi_job, TIMEOUT_WORK, &sr))
+        return test_fail(r, "AP 1's STARTUP job: %s", sr.msg);
+    delay_ticks(TICKS_10MS);
+    if ((uint16_t)(*entries - entries0) != 1)
+        return test_fail(r, "a STARTUP to the BSP started it (trampoline entries %u)",
+                         (uint16_t)(*entries - entries0));
+    outb(0x70, 0x0f);
+    outb(0x71, 0x00);
+    return test_pass(r, "INIT from AP 1: the BSP went through the reset vector (warm-reset "
+                     "status 0Ah) with its APIC reset; a STARTUP to it changed nothing");
+}
+
+/* ---- debug_dr7_exit ---------------------------------------------------------------- */
+static volatile uint32_t dbg_var;
+static volatile uint32_t dbg_count;
+static volatile uint64_t dbg_dr6, dbg_rip;
+
+static bool dbg_hook(struct trap_frame *f)
+{
+    uint64_t dr6;
+    __asm__ volatile("mov %%dr6, %0" : "=r"(dr6));
+    if (dbg_count++ == 0) {
+        dbg_dr6 = dr6;
+        dbg_rip = f->rip;
+    }
+    __asm__ volatile("mov %0, %%dr6" :: "r"(0ull));
+    return true;
+}
+
+static void dr_set(uint64_t dr0, uint64_t dr7)
+{
+    __asm__ volatile("mov %0, %%dr6" :: "r"(0ull));
+    __asm__ volatile("mov %0, %%dr0; mov %1, %%dr7" :: "r"(dr0), "r"(dr7) : "memory");
+}
+
+/* A data breakpoint set before VM exits (CPUID, a hypercall) still fires after them:
+ * DR7 is saved and loaded with the guest's state. */
+bool t_debug_dr7_exit(struct test_result *r)
+{
+    uint32_t a, b, c, d;
+    uint64_t v;
+    trap_set_hook(VEC_DB, dbg_hook);
+    dbg_count = 0;
+    dr_set((uint64_t)(uintptr_t)&dbg_var, 0x000d0001ull);   /* L0, write, 4 bytes */
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0), "c"(0));
+    (void)hv_stat(ST_EXITS_TOTAL, &v);
+    uint64_t dr7;
+    __asm__ volatile("mov %%dr7, %0" : "=r"(dr7));
+    dbg_var = 1;
+    dr_set(0, 0x400);
+    trap_set_hook(VEC_DB, NULL);
+    if ((dr7 & 0xffff000full) != 0x000d0001ull)
+        return test_fail(r, "DR7 reads 0x%lx after CPUID and a hypercall, was set to "
+                         "0x000d0001", dr7);
+    if (dbg_count != 1 || !(dbg_dr6 & DR6_B0))
+        return test_fail(r, "the write to the watched variable gave %u #DB (DR6 0x%lx), "
+                         "expected one with B0", dbg_count, dbg_dr6);
+    return test_pass(r, "DR7 0x%lx kept across the exits; one #DB, DR6 0x%lx", dr7, dbg_dr6);
+}
+
+/* A data breakpoint on an APIC register: the APIC access is single-stepped by the
+ * hypervisor, yet the guest gets its one #DB after the access, with B0 and without BS. */
+bool t_debug_apic_breakpoint(struct test_result *r)
+{
+    const uint64_t addr = apic_base() + APIC_ID;
+    trap_set_hook(VEC_DB, dbg_hook);
+    dbg_count = 0;
+    dbg_dr6 = dbg_rip = 0;
+    dr_set(addr, 0x000f0001ull);                            /* L0, read/write, 4 bytes */
+    uint32_t id = apic_read(APIC_ID) >> 24;
+    dr_set(0, 0x400);
+    trap_set_hook(VEC_DB, NULL);
+    if (id != this_cpu()->apic_id)
+        return test_fail(r, "APIC ID read %u, expected %u", id, this_cpu()->apic_id);
+    if (dbg_count != 1 || !(dbg_dr6 & DR6_B0) || (dbg_dr6 & DR6_BS))
+        return test_fail(r, "an APIC ID read under a data breakpoint gave %u #DB (DR6 "
+                         "0x%lx at rip 0x%lx), expected one with B0 and no BS", dbg_count,
+                         dbg_dr6, dbg_rip);
+    return test_pass(r, "one #DB, DR6 0x%lx", dbg_dr6);
+}
