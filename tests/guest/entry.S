@@ -57,6 +57,7 @@ _start:
     call    enable_a20
     call    read_e820
     call    read_memsize
+    call    read_e820_odd
     cli                             /* the BIOS may have enabled interrupts */
 
     /* ---- to protected mode ---- */
@@ -101,6 +102,48 @@ a20_test:
     movw    %cx, 0x0500
     popw    %es
     popw    %ds
+    ret
+
+/* INT 15h E820h asked in two odd ways (e820_hook_odd): with ES:DI on VGA memory
+ * (A000:0000, a device, not RAM: the word there is saved and put back), and through an
+ * alias of the IVT's CS:IP (segment - 1, offset + 10h: the same linear address) with a
+ * far call and the FLAGS pushed, as an INT would. CF and EAX of each are kept. */
+read_e820_odd:
+    pushw   %es
+    movw    $0xa000, %ax
+    movw    %ax, %es
+    movl    %es:0, %eax
+    movl    %eax, e820_vga_word
+    movl    $0xe820, %eax
+    xorl    %ebx, %ebx
+    movl    $SMAP, %edx
+    movl    $E820_SLOT, %ecx
+    xorw    %di, %di
+    int     $0x15
+    cli
+    pushfw
+    popw    e820_vga_flags
+    movl    e820_vga_word, %eax
+    movl    %eax, %es:0
+    popw    %es
+    movw    0x15 * 4, %ax
+    addw    $0x10, %ax
+    movw    %ax, e820_alias_ptr
+    movw    0x15 * 4 + 2, %ax
+    decw    %ax
+    movw    %ax, e820_alias_ptr + 2
+    movw    $e820_alias_rec, %di
+    movl    $0xe820, %eax
+    xorl    %ebx, %ebx
+    movl    $SMAP, %edx
+    movl    $E820_SLOT, %ecx
+    pushfw
+    lcallw  *e820_alias_ptr
+    cli
+    pushfw
+    popw    e820_alias_flags
+    movl    %eax, e820_alias_eax
+    movw    $1, e820_alias_done
     ret
 
 /* INT 15h, EAX=E820h: stores up to E820_MAX_SEEN entries at e820_map. */
@@ -253,6 +296,7 @@ gdt_desc:
     .globl boot_entry_eflags, boot_entry_cs, boot_entry_ip, boot_entry_dl, boot_a20_ok
     .globl e820_count, e820_flags, e820_first_eax, e820_len, e820_map
     .globl memsize_e801, memsize_e801_flags, memsize_88_ax, memsize_88_flags
+    .globl e820_vga_flags, e820_alias_flags, e820_alias_eax, e820_alias_done, e820_alias_rec
 boot_entry_eflags:  .long 0
 boot_entry_cs:      .word 0
 boot_entry_ip:      .word 0
@@ -264,6 +308,13 @@ e820_flags:         .long 0
 e820_first_eax:     .long 0
 e820_len:           .fill E820_MAX_SEEN, 1, 0
 memsize_e801:       .fill 4, 2, 0       /* AX, BX, CX, DX after INT 15h AX=E801h */
+e820_vga_word:      .long 0
+e820_vga_flags:     .word 0             /* FLAGS after E820h with ES:DI = A000:0000 */
+e820_alias_ptr:     .word 0, 0          /* the IVT's INT 15h vector, aliased */
+e820_alias_flags:   .word 0             /* FLAGS after E820h through the alias */
+e820_alias_done:    .word 0             /* 1: the far call came back */
+e820_alias_eax:     .long 0
+e820_alias_rec:     .fill 24, 1, 0
 memsize_e801_flags: .word 0
 memsize_88_ax:      .word 0
 memsize_88_flags:   .word 0

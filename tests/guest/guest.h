@@ -152,6 +152,10 @@ extern uint16_t memsize_e801[4];    /* AX, BX, CX, DX after INT 15h AX=E801h */
 extern uint16_t memsize_e801_flags; /* FLAGS after it (CF = bit 0) */
 extern uint16_t memsize_88_ax;      /* AX after INT 15h AH=88h */
 extern uint16_t memsize_88_flags;   /* FLAGS after it */
+extern uint16_t e820_vga_flags;     /* FLAGS after E820h with ES:DI = A000:0000 */
+extern uint16_t e820_alias_flags, e820_alias_done;  /* E820h through an aliased CS:IP */
+extern uint32_t e820_alias_eax;
+extern uint8_t e820_alias_rec[24];
 
 /* ---- traps.c: IDT, exception recording, expected faults --------------------------- */
 /* What the CPU and the stubs in trap_entry.S leave on the stack; the C handler may change
@@ -322,6 +326,7 @@ bool t_boot_state(struct test_result *r);
 bool t_e820_call(struct test_result *r);
 bool t_e820_hides_hypervisor(struct test_result *r);
 bool t_memsize_calls(struct test_result *r);
+bool t_e820_hook_odd(struct test_result *r);
 bool t_hello_hypercall(struct test_result *r);
 bool t_unknown_hypercall(struct test_result *r);
 bool t_hypervisor_write_blocked(struct test_result *r);

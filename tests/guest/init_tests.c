@@ -346,7 +346,11 @@ bool t_init_starting(struct test_result *r)
 }
 
 /* ---- init_cross -------------------------------------------------------------------- */
-static volatile uint32_t cross_go, cross_survived;
+/* Two APs send INIT to each other at the same moment. Whichever INIT lands first may
+ * keep the other CPU from ever sending its own (as on the hardware), so one of them may
+ * run on; at least one stops, none is stuck, and every stopped one starts exactly once
+ * again on STARTUP x2. */
+static volatile uint32_t cross_go;
 static struct cpu *cross_peer[2];
 
 static bool cross_job(struct test_result *r)
@@ -360,40 +364,55 @@ static bool cross_job(struct test_result *r)
         cpu_relax();
     apic_send_ipi(peer->apic_id, ICR_INIT | ICR_ASSERT | ICR_LEVEL);
     delay_ticks(TICKS_10MS);
-    __atomic_fetch_add(&cross_survived, 1, __ATOMIC_SEQ_CST);
-    return test_fail(r, "still running after the peer's INIT");
+    c->state = CPU_ONLINE;          /* its peer was reset before it could send */
+    return test_pass(r, "ran on");
 }
 
 bool t_init_cross(struct test_result *r)
 {
     if (ncpus < 3)
         return test_pass(r, "(skipped: needs 3 CPUs)");
-    struct cpu *a = &cpus[1], *b = &cpus[ncpus - 1];
-    struct mark ma, mb;
-    if (a->state != CPU_ONLINE || b->state != CPU_ONLINE)
+    struct cpu *ab[2] = { &cpus[1], &cpus[ncpus - 1] };
+    struct mark mk[2];
+    if (ab[0]->state != CPU_ONLINE || ab[1]->state != CPU_ONLINE)
         return test_fail(r, "AP 1 or the last AP is not online");
-    cross_peer[0] = a;
-    cross_peer[1] = b;
-    cross_go = cross_survived = 0;
-    mark_take(a, &ma);
-    mark_take(b, &mb);
-    if (!cpu_post(a, cross_job) || !cpu_post(b, cross_job))
+    cross_peer[0] = ab[0];
+    cross_peer[1] = ab[1];
+    cross_go = 0;
+    mark_take(ab[0], &mk[0]);
+    mark_take(ab[1], &mk[1]);
+    if (!cpu_post(ab[0], cross_job) || !cpu_post(ab[1], cross_job))
         return test_fail(r, "could not post the jobs");
-    if (!stopped(a, &ma, "AP 1", r) || !stopped(b, &mb, "last AP", r) ||
-        cross_survived) {
-        if (cross_survived && !r->msg[0])
-            test_fail(r, "%u CPU(s) ran on after the peer's INIT", cross_survived);
-        park(a, r);
-        return park(b, r);
+    delay_ticks(3 * TICKS_10MS);
+    unsigned nstopped = 0;
+    bool ran[2];
+    for (unsigned k = 0; k < 2; k++) {
+        ran[k] = __atomic_load_n(&ab[k]->done_seq, __ATOMIC_ACQUIRE) == ab[k]->work_seq;
+        if (ran[k])
+            continue;
+        if (!stopped(ab[k], &mk[k], k ? "last AP" : "AP 1", r)) {
+            park(ab[0], r);
+            return park(ab[1], r);
+        }
+        nstopped++;
     }
-    /* Both marks count the same trampoline: start one, then the other. */
-    if (!start_again(a, &ma, "AP 1", r))
-        return park(b, r);
-    mark_take(b, &mb);
-    if (!start_again(b, &mb, "last AP", r))
-        return false;
-    return test_pass(r, "APIC IDs %u and %u sent INIT to each other at once: both "
-                     "stopped, each started once again", a->apic_id, b->apic_id);
+    if (nstopped == 0)
+        return test_fail(r, "both APs ran on after INITs to each other");
+    for (unsigned k = 0; k < 2; k++) {
+        if (ran[k])
+            continue;
+        mark_take(ab[k], &mk[k]);
+        mk[k].heartbeat = ab[k]->heartbeat;
+        if (!start_again(ab[k], &mk[k], k ? "last AP" : "AP 1", r))
+            return k == 0 ? park(ab[1], r) : false;
+    }
+    for (unsigned k = 0; k < 2; k++) {
+        if (!run_on(ab[k], job_id, TIMEOUT_WORK, r))
+            return test_fail(r, "APIC ID %u after the case: %s", ab[k]->apic_id, r->msg);
+    }
+    return test_pass(r, "APIC IDs %u and %u sent INIT to each other at once: %u stopped "
+                     "and started once again, %u ran on (its peer's INIT came first)",
+                     ab[0]->apic_id, ab[1]->apic_id, nstopped, 2 - nstopped);
 }
 
 /* ---- init_physical ----------------------------------------------------------------- */
@@ -428,6 +447,14 @@ bool t_init_physical(struct test_result *r)
     if (smbios_manufacturer_is("QEMU"))
         return test_pass(r, "(skipped: QEMU 7.2 TCG resets a CPU whose INIT is "
                          "intercepted, see README)");
+    /* Bochs 2.7 (the only Bochs here without the monitor trap flag: the hypervisor's
+     * MTF exit count stays 0) keeps an INIT pending after its INIT VM exit, so every
+     * later entry of that CPU exits again at once (DESIGN.md section 6). */
+    uint64_t mtf_exits = 0;
+    if (!cpu_is_amd && acpi_oem_is("BOCHS ") && hv_stat(ST_EXIT_MTF, &mtf_exits) == HV_STAT_OK &&
+        mtf_exits == 0)
+        return test_pass(r, "(skipped: Bochs without MTF (2.7) keeps an INIT pending after "
+                         "the INIT exit, see README)");
     struct cpu *ap = &cpus[1];
     struct mark m;
     if (ap->state != CPU_ONLINE)
@@ -620,4 +647,30 @@ bool t_debug_apic_breakpoint(struct test_result *r)
                          "0x%lx at rip 0x%lx), expected one with B0 and no BS", dbg_count,
                          dbg_dr6, dbg_rip);
     return test_pass(r, "one #DB, DR6 0x%lx", dbg_dr6);
+}
+
+/* ---- e820_hook_odd ----------------------------------------------------------------- */
+/* entry.S asked INT 15h E820h (index 0) with ES:DI on VGA memory, and through an alias
+ * of the vector's CS:IP. The alias must answer exactly like the plain call (the first
+ * entry of e820_map); the hypervisor must refuse to write its answer into a device
+ * (CF = 1), where the BIOS natively writes into the VGA RAM. */
+bool t_e820_hook_odd(struct test_result *r)
+{
+    if (!e820_alias_done)
+        return test_fail(r, "the far call through the aliased vector did not come back");
+    if ((e820_alias_flags & 1) || e820_alias_eax != 0x534d4150u)
+        return test_fail(r, "E820h through the aliased CS:IP: CF %u, EAX 0x%x (expected "
+                         "CF 0, 'SMAP')", e820_alias_flags & 1, e820_alias_eax);
+    if (e820_count == 0 || memcmp(e820_alias_rec, (const void *)&e820_map[0], 20) != 0)
+        return test_fail(r, "E820h through the aliased CS:IP gave another entry 0 than the "
+                         "plain call");
+    struct runtime_info ri;
+    char why[96];
+    if (!get_runtime_info(&ri, why, sizeof why))
+        return test_pass(r, "alias answered as the plain call; ES:DI on VGA memory: CF %u "
+                         "%s", e820_vga_flags & 1, native_note);
+    if (!(e820_vga_flags & 1))
+        return test_fail(r, "E820h with ES:DI = A000:0000 (VGA memory, not RAM): CF 0, the "
+                         "hypervisor wrote into a device");
+    return test_pass(r, "alias answered as the plain call; ES:DI on VGA memory refused (CF 1)");
 }

@@ -9,6 +9,7 @@ static const struct guest_test tests[] = {
     { "e820_call",                t_e820_call },
     { "e820_hides_hypervisor",    t_e820_hides_hypervisor },
     { "memsize_calls",            t_memsize_calls },
+    { "e820_hook_odd",            t_e820_hook_odd },
     { "hello_hypercall",          t_hello_hypercall },
     { "unknown_hypercall",        t_unknown_hypercall },
     { "hypervisor_write_blocked", t_hypervisor_write_blocked },
@@ -41,7 +42,6 @@ static const struct guest_test tests[] = {
     /* INIT/STARTUP semantics (init_tests.c): AP 1 restarted many times, the BSP once;
      * before x2apic_mode, which leaves the BSP's APIC disabled on Bochs */
     { "debug_dr7_exit",           t_debug_dr7_exit },
-    { "debug_apic_breakpoint",    t_debug_apic_breakpoint },
     { "init_self",                t_init_self },
     { "init_state",               t_init_state },
     { "init_starting",            t_init_starting },

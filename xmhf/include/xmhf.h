@@ -179,8 +179,9 @@ uint32_t lapic_id(void);
 /* INT 15h E820 hook (e820hook.c): installed before the first guest instruction. */
 void e820_hook_install(void);
 bool e820_hook_is_stub(uint64_t linear_rip);
-/* Emulates the BIOS call for the guest whose registers are in v; returns the guest RIP
- * to resume at (the stub's IRET or its far jump to the original handler). */
+/* Emulates the BIOS call for the guest whose registers are in v; returns where the guest
+ * resumes, as an offset from the stub's start: 3 (its IRET) or 4 (its far jump to the
+ * original handler). */
 struct vcpu;
 uint64_t e820_hook_call(struct vcpu *v);
 

@@ -8,7 +8,13 @@
  *     +4  JMP FAR old_vector  for every other INT 15h function (the BIOS's handler).
  * Results go to the guest's registers; CF goes into the FLAGS image on the guest's
  * stack that IRET restores. The older size calls (E801h, 88h) are answered from the same
- * map. */
+ * map. The hypervisor writes guest memory for the caller (the E820 record, the FLAGS
+ * image) only where the guest's map says RAM: a segment base the guest loaded in
+ * protected mode ("unreal" mode) could otherwise point it at the APIC page, the I/O
+ * APIC or any device, and the hypervisor's write would reach the device unobserved;
+ * such a call fails with CF = 1 as a BIOS would for a bad buffer. The stub is found by
+ * its linear address, so any CS:IP that reaches it works, and the guest resumes at the
+ * same CS, IP + 3 or + 4. */
 #include "xmhf.h"
 
 #define IVT_INT15       (0x15u * 4)
@@ -42,14 +48,36 @@ bool e820_hook_is_stub(uint64_t linear_rip)
     return stub_linear && linear_rip == stub_linear;
 }
 
+/* [gpa, gpa + n) lies in RAM of the guest's map (one entry: the map is sanitized). */
+static bool in_guest_ram(uint64_t gpa, uint64_t n)
+{
+    for (uint32_t i = 0; i < g_guest_e820.count; i++) {
+        const struct e820_entry *e = &g_guest_e820.e[i];
+        if (e->type == E820_RAM && e->base <= gpa && gpa + n <= e->base + e->length &&
+            gpa + n >= gpa)
+            return true;
+    }
+    return false;
+}
+
+static int ram_read(uint64_t gpa, void *buf, size_t n)
+{
+    return in_guest_ram(gpa, n) ? guest_phys_read(gpa, buf, n) : -1;
+}
+
+static int ram_write(uint64_t gpa, const void *buf, size_t n)
+{
+    return in_guest_ram(gpa, n) ? guest_phys_write(gpa, buf, n) : -1;
+}
+
 static void set_carry(struct vcpu *v, bool cf)
 {
     uint64_t sp = arch_guest_seg_base(v, SEG_SS) + ((arch_guest_rsp(v) + 4) & 0xffff);
     uint16_t flags;
-    if (guest_phys_read(sp, &flags, 2) != 0)
+    if (ram_read(sp, &flags, 2) != 0)
         return;
     flags = (uint16_t)(cf ? flags | RFLAGS_CF : flags & ~RFLAGS_CF);
-    guest_phys_write(sp, &flags, 2);
+    ram_write(sp, &flags, 2);
 }
 
 /* End of the usable RAM that runs on from `from` without a gap (the map is sanitized, so
@@ -117,7 +145,7 @@ uint64_t e820_hook_call(struct vcpu *v)
                         (uint32_t)(e->length >> 32), e->type, 1 /* ACPI 3: enabled */ };
     uint32_t n = want >= 24 ? 24 : 20;
     uint64_t dst = arch_guest_seg_base(v, SEG_ES) + (r[R_DI] & 0xffff);
-    if (guest_phys_write(dst, rec, n) != 0) {
+    if (ram_write(dst, rec, n) != 0) {
         set_carry(v, true);
         return 3;
     }

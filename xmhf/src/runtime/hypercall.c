@@ -77,7 +77,8 @@ bool hypercall_instruction(struct vcpu *v, bool real_mode)
 {
     uint64_t lin = arch_guest_seg_base(v, SEG_CS) + arch_guest_rip(v);
     if (real_mode && e820_hook_is_stub(lin)) {
-        arch_guest_set_rip(v, e820_hook_call(v));
+        /* Relative to the IP the guest arrived with: any CS:IP naming the stub works. */
+        arch_guest_set_rip(v, (arch_guest_rip(v) + e820_hook_call(v)) & 0xffff);
         return false;
     }
     hypercall_dispatch(v);

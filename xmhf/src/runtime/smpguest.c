@@ -15,13 +15,15 @@
  * NMI is repeated; 1000 rounds is generous even for an emulator. The sender stops
  * waiting when an INIT is pending for itself: two CPUs that INIT each other at the same
  * moment would otherwise each wait for the other (both INITs stand; each CPU takes its
- * own at its next entry). */
+ * own at its next entry, which the NMI already sent brings about). */
 static void kick_until(struct pcpu *self, struct pcpu *t, uint32_t from)
 {
     for (unsigned tries = 0; tries < 1000 && t->guest_state == from; tries++) {
+        /* At least one NMI goes out before the sender gives up: a running target exits
+         * on it and takes its INIT at once, instead of at some later exit. */
+        lapic_send_ipi_raw(t->apic_id, ICR_DM_NMI | ICR_LEVEL_ASSERT);
         if (self != t && self->init_request)
             return;
-        lapic_send_ipi_raw(t->apic_id, ICR_DM_NMI | ICR_LEVEL_ASSERT);
         for (unsigned i = 0; i < 2000 && t->guest_state == from; i++)
             cpu_pause();
     }
