@@ -126,6 +126,21 @@ read_e820_odd:
     movl    e820_vga_word, %eax
     movl    %eax, %es:0
     popw    %es
+    /* The alias only where the vector holds a hypercall stub (0F 01 C1 / 0F 01 D9): a
+     * BIOS's own handler may address its data through CS and break under an alias. */
+    movw    $2, e820_alias_done
+    pushw   %es
+    lesw    0x15 * 4, %bx
+    cmpw    $0x010f, %es:(%bx)
+    jne     1f
+    movb    %es:2(%bx), %al
+    cmpb    $0xc1, %al
+    je      2f
+    cmpb    $0xd9, %al
+    je      2f
+1:  popw    %es
+    ret
+2:  popw    %es
     movw    0x15 * 4, %ax
     addw    $0x10, %ax
     movw    %ax, e820_alias_ptr
@@ -312,7 +327,7 @@ e820_vga_word:      .long 0
 e820_vga_flags:     .word 0             /* FLAGS after E820h with ES:DI = A000:0000 */
 e820_alias_ptr:     .word 0, 0          /* the IVT's INT 15h vector, aliased */
 e820_alias_flags:   .word 0             /* FLAGS after E820h through the alias */
-e820_alias_done:    .word 0             /* 1: the far call came back */
+e820_alias_done:    .word 0             /* 1: the far call came back; 2: no stub to alias */
 e820_alias_eax:     .long 0
 e820_alias_rec:     .fill 24, 1, 0
 memsize_e801_flags: .word 0

@@ -268,10 +268,14 @@ bool t_init_state(struct test_result *r)
     const uint32_t dr0 = *tramp32(ap_tramp_seen_dr0), dr6 = *tramp32(ap_tramp_seen_dr6);
     const uint32_t dr7 = *tramp32(ap_tramp_seen_dr7);
     const struct apic_snap *s = &ap->apic_at_start;
-    if (edx != signature)
+    /* Bochs itself sets EDX 0 and CR0 60000010h at an INIT and keeps XCR0 (not table
+     * 9-1's values): natively those three are not checked. */
+    const bool hv = hv_present();
+    if (hv && edx != signature)
         return test_fail(r, "EDX 0x%x at the restart, expected the signature 0x%x", edx,
                          signature);
-    if ((cr0 & 0x80000001u) || (cr0 & (CR0_CD | CR0_NW)) != (cr0_before & (CR0_CD | CR0_NW)))
+    if ((cr0 & 0x80000001u) ||
+        (hv && (cr0 & (CR0_CD | CR0_NW)) != (cr0_before & (CR0_CD | CR0_NW))))
         return test_fail(r, "CR0 0x%x at the restart (0x%lx before the INIT): expected real "
                          "mode, no paging, CD and NW kept", cr0, cr0_before);
     if (idt_limit != 0xffff)
@@ -279,7 +283,7 @@ bool t_init_state(struct test_result *r)
     if (dr0 != 0 || dr6 != 0xffff0ff0u || dr7 != 0x400)
         return test_fail(r, "DR0 0x%x DR6 0x%x DR7 0x%x at the restart, expected 0, "
                          "0xffff0ff0, 0x400", dr0, dr6, dr7);
-    if (have_xsave && got_xcr0 != 1)
+    if (hv && have_xsave && got_xcr0 != 1)
         return test_fail(r, "XCR0 0x%lx after the restart, expected 1", got_xcr0);
     for (unsigned i = 0; i < 8; i++) {
         if (s->irr[i] || s->isr[i])
@@ -658,17 +662,17 @@ bool t_e820_hook_odd(struct test_result *r)
 {
     if (!e820_alias_done)
         return test_fail(r, "the far call through the aliased vector did not come back");
+    if (e820_alias_done == 2 && !hv_present())
+        return test_pass(r, "(native: no stub to call through an alias; ES:DI on VGA memory "
+                         "CF %u)", e820_vga_flags & 1);
+    if (e820_alias_done == 2)
+        return test_fail(r, "INT 15h does not point at the hypervisor's hypercall stub");
     if ((e820_alias_flags & 1) || e820_alias_eax != 0x534d4150u)
         return test_fail(r, "E820h through the aliased CS:IP: CF %u, EAX 0x%x (expected "
                          "CF 0, 'SMAP')", e820_alias_flags & 1, e820_alias_eax);
     if (e820_count == 0 || memcmp(e820_alias_rec, (const void *)&e820_map[0], 20) != 0)
         return test_fail(r, "E820h through the aliased CS:IP gave another entry 0 than the "
                          "plain call");
-    struct runtime_info ri;
-    char why[96];
-    if (!get_runtime_info(&ri, why, sizeof why))
-        return test_pass(r, "alias answered as the plain call; ES:DI on VGA memory: CF %u "
-                         "%s", e820_vga_flags & 1, native_note);
     if (!(e820_vga_flags & 1))
         return test_fail(r, "E820h with ES:DI = A000:0000 (VGA memory, not RAM): CF 0, the "
                          "hypervisor wrote into a device");

@@ -597,6 +597,61 @@ static void test_targets_64_cpus_and_bad_n(void **state)
     assert_int_equal(icr_targets(&c, true, v, 65, 0), 0);
 }
 
+/* --- icr_reaches: one CPU at a time, beyond 64 CPUs and x2APIC IDs above 254 -------- */
+
+static void test_reaches_large_ids(void **state)
+{
+    (void)state;
+    struct icr_cmd c;
+    struct apic_view me = { 300, 0, FLAT_DFR }, other = { 299, 0, FLAT_DFR };
+
+    /* INIT to its own x2APIC ID 300: the sender is the target. */
+    icr_decode_x2apic(X2DEST(300) | PHYS_INIT, &c);
+    assert_true(icr_reaches(&c, true, &me, true));
+    assert_false(icr_reaches(&c, true, &other, false));
+    /* xAPIC mode cannot name 300: the destination is 8 bits (300 & 0xff = 44). */
+    icr_decode_xapic(PHYS_INIT, DEST(300 & 0xff), &c);
+    assert_false(icr_reaches(&c, false, &me, true));
+    /* The x2APIC broadcast reaches every CPU, the sender too. */
+    icr_decode_x2apic(X2DEST(0xffffffffu) | PHYS_INIT, &c);
+    assert_true(icr_reaches(&c, true, &me, true));
+    assert_true(icr_reaches(&c, true, &other, false));
+    /* Shorthands: all excluding self; self with INIT is invalid (table 11-3). */
+    icr_decode_x2apic(0x000c4500, &c);
+    assert_false(icr_reaches(&c, true, &me, true));
+    assert_true(icr_reaches(&c, true, &other, false));
+    icr_decode_x2apic(0x00044500, &c);
+    assert_false(icr_reaches(&c, true, &me, true));
+    /* Logical x2APIC: cluster 300 >> 4 = 18, bit 300 & 15 = 12. */
+    icr_decode_x2apic(X2DEST((18u << 16) | (1u << 12)) | 0x00004d00 /* logical INIT */, &c);
+    assert_true(icr_reaches(&c, true, &me, true));
+    assert_false(icr_reaches(&c, true, &other, false));
+}
+
+/* icr_targets is icr_reaches over a table. */
+static void test_reaches_matches_targets(void **state)
+{
+    (void)state;
+    struct apic_view v[8];
+    struct icr_cmd c;
+    static const uint32_t los[] = { PHYS_INIT, 0x000c4500, 0x00084030, 0x00044030,
+                                    0x00008500, 0x00000e20 /* logical INIT */ };
+
+    for (unsigned i = 0; i < 8; i++) {
+        v[i].apic_id = i;
+        v[i].ldr = (1u << i) << 24;
+        v[i].dfr = FLAT_DFR;
+    }
+    for (unsigned k = 0; k < sizeof los / sizeof los[0]; k++) {
+        for (uint32_t d = 0; d < 8; d++) {
+            icr_decode_xapic(los[k], DEST(1u << d), &c);
+            uint64_t t = icr_targets(&c, false, v, 8, 3);
+            for (unsigned i = 0; i < 8; i++)
+                assert_int_equal((t >> i) & 1, icr_reaches(&c, false, &v[i], i == 3));
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -619,6 +674,8 @@ int main(void)
         cmocka_unit_test(test_targets_x2apic_physical),
         cmocka_unit_test(test_targets_x2apic_logical),
         cmocka_unit_test(test_targets_64_cpus_and_bad_n),
+        cmocka_unit_test(test_reaches_large_ids),
+        cmocka_unit_test(test_reaches_matches_targets),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -100,7 +100,9 @@ if grep -q 'FATAL' "$log" 2>/dev/null; then
 fi
 smp_cases="ap_startup ap_starts_ap ipi_all_pairs apic_access_loop nmi_storm \
            apic_fault_movs apic_guest_tf apic_relocate apic_movs_registers apic_rep_iteration
-           apic_event_push apic_write_straddle apic_base_anywhere ap_restart x2apic_mode"
+           apic_event_push apic_write_straddle apic_base_anywhere ap_restart x2apic_mode \
+           e820_hook_odd debug_dr7_exit init_self init_state init_starting init_cross \
+           init_physical init_bsp"
 case $mode in
 plain)
     for t in boot_state e820_call memsize_calls fault_recovery $smp_cases; do
@@ -114,7 +116,7 @@ plain)
     expect '^guest: SKIP iomon_ports: no hypervisor' "iomon_ports did not skip"
     expect '^guest: SKIP user_hypercall: no hypervisor' "user_hypercall did not skip"
     expect '^guest: SKIP dma_protection: no hypervisor' "dma_protection did not skip"
-    expect_counts 23 5
+    expect_counts 31 5
     ;;
 fakehv)
     for t in boot_state e820_call e820_hides_hypervisor memsize_calls hello_hypercall \
@@ -126,7 +128,7 @@ fakehv)
         "wprot_pages did not skip"
     expect '^guest: SKIP dma_protection: (no hypervisor|the hypervisor does not answer)' \
         "dma_protection did not skip"
-    expect_counts 28 0
+    expect_counts 36 0
     ;;
 bench)
     expect '^bench: xapic_read ticks/access=' "no xapic_read figure"
