@@ -66,7 +66,7 @@ kver=$(candidate "$kpkg")
 bver=$(candidate busybox-static)
 [ -n "$kver" ] && [ -n "$bver" ] || die "no candidate for $kpkg or busybox-static (apt-get update?)"
 sver=$(dpkg-query -W -f '${Version}' syslinux 2>/dev/null || echo unknown)
-shash=$( { cat "$0"; echo "$APPEND"; } | sha256sum | cut -c1-12)
+shash=$( { cat "$0" "$HERE/init"; echo "$APPEND"; } | sha256sum | cut -c1-12)
 key=$(printf '%s_%s+busybox_%s+syslinux_%s+%s' "$kpkg" "$kver" "$bver" "$sver" "$shash" |
       tr -c 'A-Za-z0-9._+\n-' '_')
 out=$CACHE/$key

@@ -13,7 +13,10 @@
 #                 or AMD-Vi model: DMA protection on, and no DMA of the boot faulted
 # A run passes when .jenkins/test2.py passes with the guest's "linux-guest: done" and the
 # guest also said "2 CPUs online" (it started its AP through the hypervisor's INIT/SIPI
-# handling) and no System RAM range of /proc/iomem overlaps the hypervisor's region.
+# handling), no System RAM range of /proc/iomem overlaps the hypervisor's region, its
+# CPUs went offline and online again (3 rounds, each a new INIT/SIPI start) and were all
+# back, every CPU answered the NMI backtrace (sysrq 'l'), and the kernel logged no
+# "APIC: Stale IRR" (a local APIC not reset at INIT).
 #
 # Environment: LINUX_RUNS (default "native native-bochs svm-smp2 vmx-smp2 q35-vtd-smp2
 # q35-amdvi-smp2"; also vmx-zeroexit-smp2), LINUX_MEMORY (MB,
@@ -46,6 +49,20 @@ check_guest() {   # $1 = serial log, $2 = expected CPUs, $3 = 1 when a hyperviso
     n=$(echo "$line" | sed -n 's/.*up, \([0-9]*\) CPUs online.*/\1/p')
     if [ "$n" != "$2" ]; then
         echo "Linux saw ${n:-no} CPUs online, expected $2 (${line:-no 'linux-guest: up' line})"
+        return 1
+    fi
+    hp=$(tr -d '\r' < "$log" | grep -a -m1 'linux-guest: hotplug')
+    case $hp in
+        *"hotplug: "*" rounds, CPUs"*", $2 CPUs online"*) ;;
+        *) echo "CPU hotplug: ${hp:-no 'linux-guest: hotplug' line}"; return 1 ;;
+    esac
+    nb=$(tr -d '\r' < "$log" | grep -a -m1 'linux-guest: NMI backtrace')
+    case $nb in
+        *"NMI backtrace: $2 of $2 CPUs answered"*) ;;
+        *) echo "NMI backtrace: ${nb:-no 'linux-guest: NMI backtrace' line}"; return 1 ;;
+    esac
+    if ! tr -d '\r' < "$log" | grep -a -q '^linux-guest: stale IRR: 0$'; then
+        echo "the kernel logged 'APIC: Stale IRR' ($(tr -d '\r' < "$log" | grep -a -m1 'linux-guest: stale IRR'))"
         return 1
     fi
     [ "$3" = 1 ] || return 0

@@ -12,6 +12,7 @@
 #define APIC_LDR       0x0d0u
 #define APIC_DFR       0x0e0u
 #define APIC_SVR       0x0f0u
+#define APIC_SVR_ENABLE (1u << 8)
 #define APIC_ISR       0x100u     /* 8 registers, 0x100-0x170 */
 #define APIC_IRR       0x200u     /* 8 registers, 0x200-0x270 */
 #define APIC_ESR       0x280u

@@ -86,8 +86,11 @@ void lapic_init_reset(struct pcpu *c)
     lapic_write(APIC_TIMER_INIT, 0);
     lapic_write(APIC_TIMER_DCR, 0);
     lapic_write(APIC_TPR, 0);
-    /* Drain what was accepted: the stubs EOI each one. Anything still in IRR after a
-     * few thousand pauses came in after the INIT, as it could on the hardware. */
+    /* Drain what was accepted: the stubs EOI each one. A software-disabled APIC (Linux
+     * disables it before taking a CPU offline) holds its IRR back, so it is enabled for
+     * the drain, with every LVT masked. Anything still in IRR after a few thousand
+     * pauses came in after the INIT, as it could on the hardware. */
+    lapic_write(APIC_SVR, lapic_read(APIC_SVR) | APIC_SVR_ENABLE);
     arch_host_irq_open();
     for (unsigned i = 0; i < 20000; i++)
         cpu_pause();
