@@ -62,16 +62,42 @@ static void mark_take(const struct cpu *ap, struct mark *m)
     m->entries = *tramp16(ap_tramp_entries);
 }
 
-/* The AP stopped: its idle loop stands still and it did not start again by itself. */
+/* A CPU shows it runs by its heartbeat: the idle loop of ap_main bumps it, and so do the
+ * jobs below while they wait to be reset. It stopped when the heartbeat stands still for
+ * a whole window (100 ms at most on QEMU, whose TSC runs in real time and whose vCPUs
+ * share two busy host cores), looked for within TIMEOUT_WAIT. */
+#define STILL_WINDOW     (10 * TICKS_10MS)
+
+static void spin_alive(struct cpu *c, uint64_t ticks)
+{
+    for (uint64_t t0 = rdtsc(); rdtsc() - t0 < ticks;) {
+        __atomic_store_n(&c->heartbeat, c->heartbeat + 1, __ATOMIC_RELAXED);
+        cpu_relax();
+    }
+}
+
+static bool heartbeat_still(const struct cpu *ap)
+{
+    uint64_t t0 = rdtsc(), h = ap->heartbeat, since = t0;
+    while (rdtsc() - t0 < TIMEOUT_WAIT) {
+        if (ap->heartbeat != h) {
+            h = ap->heartbeat;
+            since = rdtsc();
+        } else if (rdtsc() - since > STILL_WINDOW) {
+            return true;
+        }
+        cpu_relax();
+    }
+    return false;
+}
+
+/* The AP stopped: its heartbeat stands still and it did not start again by itself. */
 static bool stopped(const struct cpu *ap, const struct mark *m, const char *what,
                     struct test_result *r)
 {
-    delay_ticks(TICKS_10MS);
-    const uint64_t h1 = ap->heartbeat;
-    delay_ticks(TICKS_10MS / 2);
-    if (ap->heartbeat != h1)
-        return test_fail(r, "%s: APIC ID %u still runs 10 ms after the INIT (heartbeat "
-                         "%lu -> %lu)", what, ap->apic_id, h1, ap->heartbeat);
+    if (!heartbeat_still(ap))
+        return test_fail(r, "%s: APIC ID %u still runs after the INIT (heartbeat %lu)", what,
+                         ap->apic_id, ap->heartbeat);
     if (reports_of(ap->apic_id, m->reports) || *tramp16(ap_tramp_entries) != m->entries)
         return test_fail(r, "%s: APIC ID %u started again without a STARTUP", what,
                          ap->apic_id);
@@ -130,7 +156,7 @@ static bool self_id_job(struct test_result *r)
     c->state = CPU_OFFLINE;             /* it goes; ap_main sets it online again */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     apic_send_ipi(c->apic_id, ICR_INIT | ICR_ASSERT | ICR_LEVEL);
-    delay_ticks(TICKS_10MS);
+    spin_alive(c, 2 * TIMEOUT_WAIT);
     __atomic_store_n(&self_survived, 1, __ATOMIC_RELEASE);
     return test_fail(r, "still running 10 ms after an INIT to its own APIC ID");
 }
@@ -217,8 +243,7 @@ static bool state_job(struct test_result *r)
     apic_write(APIC_TPR, 0x20);
     c->state = CPU_OFFLINE;
     __atomic_store_n(&state_ready, 1, __ATOMIC_RELEASE);
-    for (t0 = rdtsc(); rdtsc() - t0 < TIMEOUT_WORK;)
-        cpu_relax();
+    spin_alive(c, TIMEOUT_WORK);
     return test_fail(r, "no INIT came");
 }
 
@@ -321,13 +346,10 @@ bool t_init_starting(struct test_result *r)
     delay_ticks(TICKS_10MS);
     apic_send_ipi(ap->apic_id, ICR_STARTUP | (AP_TRAMPOLINE >> 12));
     apic_send_ipi(ap->apic_id, ICR_INIT | ICR_ASSERT | ICR_LEVEL);
-    delay_ticks(TICKS_10MS);
-    const uint16_t e1 = *tramp16(ap_tramp_entries);
-    const uint64_t h1 = ap->heartbeat;
-    delay_ticks(TICKS_10MS / 2);
-    if (ap->heartbeat != h1)
-        return test_fail(r, "AP 1 runs 10 ms after the INIT that followed a STARTUP"),
+    if (!heartbeat_still(ap))
+        return test_fail(r, "AP 1 runs on after the INIT that followed a STARTUP"),
                park(ap, r);
+    const uint16_t e1 = *tramp16(ap_tramp_entries);
     ap->state = CPU_OFFLINE;            /* it may have come online in between */
     struct mark m2 = { ap->heartbeat, __atomic_load_n(&ap_report_count, __ATOMIC_ACQUIRE), e1 };
     if (!start_again(ap, &m2, "STARTUP after INIT-STARTUP-INIT", r))
@@ -367,7 +389,7 @@ static bool cross_job(struct test_result *r)
     while (__atomic_load_n(&cross_go, __ATOMIC_ACQUIRE) < 2 && rdtsc() - t0 < TIMEOUT_WAIT)
         cpu_relax();
     apic_send_ipi(peer->apic_id, ICR_INIT | ICR_ASSERT | ICR_LEVEL);
-    delay_ticks(TICKS_10MS);
+    spin_alive(c, 3 * STILL_WINDOW);
     c->state = CPU_ONLINE;          /* its peer was reset before it could send */
     return test_pass(r, "ran on");
 }
@@ -387,14 +409,32 @@ bool t_init_cross(struct test_result *r)
     mark_take(ab[1], &mk[1]);
     if (!cpu_post(ab[0], cross_job) || !cpu_post(ab[1], cross_job))
         return test_fail(r, "could not post the jobs");
-    delay_ticks(3 * TICKS_10MS);
+    /* Each AP either finishes its job (it ran on) or its heartbeat stands still. */
     unsigned nstopped = 0;
-    bool ran[2];
+    bool ran[2] = { false, false }, still[2] = { false, false };
+    uint64_t h[2] = { ab[0]->heartbeat, ab[1]->heartbeat }, since[2], t0 = rdtsc();
+    since[0] = since[1] = t0;
+    while (rdtsc() - t0 < TIMEOUT_WORK) {
+        unsigned settled = 0;
+        for (unsigned k = 0; k < 2; k++) {
+            ran[k] = __atomic_load_n(&ab[k]->done_seq, __ATOMIC_ACQUIRE) == ab[k]->work_seq;
+            if (ab[k]->heartbeat != h[k]) {
+                h[k] = ab[k]->heartbeat;
+                since[k] = rdtsc();
+            }
+            still[k] = !ran[k] && rdtsc() - since[k] > STILL_WINDOW;
+            settled += ran[k] || still[k];
+        }
+        if (settled == 2)
+            break;
+        cpu_relax();
+    }
     for (unsigned k = 0; k < 2; k++) {
-        ran[k] = __atomic_load_n(&ab[k]->done_seq, __ATOMIC_ACQUIRE) == ab[k]->work_seq;
         if (ran[k])
             continue;
-        if (!stopped(ab[k], &mk[k], k ? "last AP" : "AP 1", r)) {
+        if (!still[k] || !stopped(ab[k], &mk[k], k ? "last AP" : "AP 1", r)) {
+            if (!still[k])
+                test_fail(r, "APIC ID %u neither stopped nor finished", ab[k]->apic_id);
             park(ab[0], r);
             return park(ab[1], r);
         }
