@@ -19,7 +19,7 @@ uint64_t apic_guest_page(void)
 }
 
 /* The hypervisor's own window onto each CPU's APIC: one page-table page whose entry
- * idx maps CPU idx's APIC registers, uncached (PCD|PWT: PAT entry 3, UC at power-on), at
+ * idx maps CPU idx's APIC registers (a page per 512 CPUs), uncached (PCD|PWT: PAT entry 3, UC at power-on), at
  * APIC_WINDOW_VBASE + idx * 4 KiB, in the top 1 GiB of the address space the runtime's
  * tables leave free. The entry follows IA32_APIC_BASE, so the guest may put its APIC
  * anywhere the processor allows (above 4 GiB, over RAM, which the identity map would
@@ -32,7 +32,9 @@ uint64_t apic_guest_page(void)
 #define HOST_PTE_PCD (1ull << 4)
 static uint64_t *apic_window_pt;
 static volatile bool apic_window_on;
-_Static_assert(MAX_CPUS <= 512, "one window entry per CPU");
+/* One page-table page per 512 CPUs, contiguous, so the entries form one array. */
+#define APIC_WINDOW_PTS ((MAX_CPUS + 511) / 512)
+_Static_assert(APIC_WINDOW_PTS <= 512, "one window entry per CPU, in one page directory");
 
 static void apic_window_init(void)
 {
@@ -40,8 +42,9 @@ static void apic_window_init(void)
     uint64_t *pdpt = phys_to_virt(pml4[511] & APIC_BASE_ADDR);
     uint64_t pd_pa, pt_pa;
     uint64_t *pd = page_alloc(&pd_pa);
-    apic_window_pt = page_alloc(&pt_pa);
-    pd[0] = pt_pa | HOST_PTE_P | HOST_PTE_RW;
+    apic_window_pt = pages_alloc(APIC_WINDOW_PTS, &pt_pa);
+    for (unsigned i = 0; i < APIC_WINDOW_PTS; i++)
+        pd[i] = (pt_pa + i * 4096ull) | HOST_PTE_P | HOST_PTE_RW;
     pdpt[511] = pd_pa | HOST_PTE_P | HOST_PTE_RW;
     __atomic_store_n(&apic_window_on, true, __ATOMIC_RELEASE);
 }
