@@ -364,6 +364,7 @@ bool t_init_cross(struct test_result *r);
 bool t_init_physical(struct test_result *r);
 bool t_init_bsp(struct test_result *r);
 bool t_debug_dr7_exit(struct test_result *r);
+bool t_nmi_while_blocked(struct test_result *r);
 bool t_debug_apic_breakpoint(struct test_result *r);
 void print_hv_stats(void);
 
@@ -558,6 +559,8 @@ static inline volatile void *tramp_ptr(const uint8_t *sym)
  * (ap_main on the BSP's APIC ID; see t_init_bsp). */
 void bsp_resumed(void) __attribute__((noreturn));
 void apic_snapshot(struct apic_snap *s);
+/* smp.c's permanent NMI hook: counts this_cpu()->nmi_count. */
+bool nmi_count_hook(struct trap_frame *f);
 /* GS base -> c, c->apic_base from IA32_APIC_BASE (smp.c). */
 void percpu_setup(struct cpu *c);
 /* Stack tops by APIC ID for the trampoline (smp.c). */

@@ -672,25 +672,34 @@ bool t_debug_dr7_exit(struct test_result *r)
     return test_pass(r, "DR7 0x%lx kept across the exits; one #DB, DR6 0x%lx", dr7, dbg_dr6);
 }
 
-/* A data breakpoint on an APIC register: the APIC access is single-stepped by the
- * hypervisor, yet the guest gets its one #DB after the access, with B0 and without BS. */
-bool t_debug_apic_breakpoint(struct test_result *r)
+/* A data breakpoint on an APIC register that is written: the write is stepped by the
+ * hypervisor (against its capture page), yet the guest gets its one #DB after the
+ * write, with B0 and without BS; and one on a register that is read (reads run natively). */
+static bool apic_bp_round(struct test_result *r, bool write)
 {
-    const uint64_t addr = apic_base() + APIC_ID;
-    trap_set_hook(VEC_DB, dbg_hook);
+    const uint32_t reg = write ? APIC_TPR : APIC_ID;
+    const uint64_t addr = apic_base() + reg;
     dbg_count = 0;
     dbg_dr6 = dbg_rip = 0;
-    dr_set(addr, 0x000f0001ull);                            /* L0, read/write, 4 bytes */
-    uint32_t id = apic_read(APIC_ID) >> 24;
+    /* L0, RW = 01 (writes) or 11 (reads and writes), 4 bytes */
+    dr_set(addr, write ? 0x000d0001ull : 0x000f0001ull);
+    uint32_t v = write ? (apic_write(APIC_TPR, 0), 0u) : apic_read(APIC_ID) >> 24;
     dr_set(0, 0x400);
-    trap_set_hook(VEC_DB, NULL);
-    if (id != this_cpu()->apic_id)
-        return test_fail(r, "APIC ID read %u, expected %u", id, this_cpu()->apic_id);
+    if (!write && v != this_cpu()->apic_id)
+        return test_fail(r, "APIC ID read %u, expected %u", v, this_cpu()->apic_id);
     if (dbg_count != 1 || !(dbg_dr6 & DR6_B0) || (dbg_dr6 & DR6_BS))
-        return test_fail(r, "an APIC ID read under a data breakpoint gave %u #DB (DR6 "
-                         "0x%lx at rip 0x%lx), expected one with B0 and no BS", dbg_count,
-                         dbg_dr6, dbg_rip);
-    return test_pass(r, "one #DB, DR6 0x%lx", dbg_dr6);
+        return test_fail(r, "an APIC %s under a data breakpoint gave %u #DB (DR6 0x%lx at "
+                         "rip 0x%lx), expected one with B0 and no BS", write ? "TPR write" :
+                         "ID read", dbg_count, dbg_dr6, dbg_rip);
+    return true;
+}
+
+bool t_debug_apic_breakpoint(struct test_result *r)
+{
+    trap_set_hook(VEC_DB, dbg_hook);
+    bool ok = apic_bp_round(r, true) && apic_bp_round(r, false);
+    trap_set_hook(VEC_DB, NULL);
+    return ok ? test_pass(r, "TPR write and ID read: one #DB each, DR6 0x%lx", dbg_dr6) : false;
 }
 
 /* ---- e820_hook_odd ----------------------------------------------------------------- */
@@ -717,4 +726,70 @@ bool t_e820_hook_odd(struct test_result *r)
         return test_fail(r, "E820h with ES:DI = A000:0000 (VGA memory, not RAM): CF 0, the "
                          "hypervisor wrote into a device");
     return test_pass(r, "alias answered as the plain call; ES:DI on VGA memory refused (CF 1)");
+}
+
+/* ---- nmi_while_blocked ------------------------------------------------------------- */
+/* SDM 6.7.1: while an NMI handler runs, further NMIs are blocked and at most one stays
+ * pending. AP 1's handler holds on to the first NMI while the BSP sends five more; after
+ * its IRET exactly one more is taken: two in all, as the processor gives. */
+#define NMI_EXTRA 5u
+static volatile uint32_t nmib_in_handler, nmib_release, nmib_stop;
+
+static bool nmib_hook(struct trap_frame *f)
+{
+    struct cpu *c = this_cpu();
+    (void)f;
+    if (__atomic_add_fetch(&c->nmi_count, 1, __ATOMIC_SEQ_CST) == 1) {
+        __atomic_store_n(&nmib_in_handler, 1, __ATOMIC_RELEASE);
+        uint64_t t0 = rdtsc();
+        while (!__atomic_load_n(&nmib_release, __ATOMIC_ACQUIRE) && rdtsc() - t0 < TIMEOUT_WORK)
+            cpu_relax();
+    }
+    return true;
+}
+
+static bool nmib_job(struct test_result *r)
+{
+    uint64_t t0 = rdtsc();
+    while (!__atomic_load_n(&nmib_stop, __ATOMIC_ACQUIRE) && rdtsc() - t0 < TIMEOUT_WORK)
+        cpu_relax();
+    return test_pass(r, "ok");
+}
+
+bool t_nmi_while_blocked(struct test_result *r)
+{
+    if (ncpus < 2)
+        return test_pass(r, "(skipped: needs 2 CPUs)");
+    struct cpu *ap = &cpus[1];
+    struct test_result sr;
+    if (ap->state != CPU_ONLINE)
+        return test_fail(r, "AP 1 is not online");
+    nmib_in_handler = nmib_release = nmib_stop = 0;
+    ap->nmi_count = 0;
+    trap_set_hook(VEC_NMI, nmib_hook);
+    bool ok = cpu_post(ap, nmib_job);
+    if (ok)
+        ok = apic_send_ipi(ap->apic_id, ICR_NMI) && wait_flag(&nmib_in_handler, TIMEOUT_WAIT);
+    if (ok) {
+        for (unsigned i = 0; i < NMI_EXTRA; i++)
+            ok &= apic_send_ipi(ap->apic_id, ICR_NMI);
+        delay_ticks(5 * TICKS_10MS);        /* every one of them has reached AP 1 */
+    }
+    const uint32_t during = ap->nmi_count;
+    __atomic_store_n(&nmib_release, 1, __ATOMIC_RELEASE);
+    delay_ticks(5 * TICKS_10MS);
+    const uint32_t after = ap->nmi_count;
+    __atomic_store_n(&nmib_stop, 1, __ATOMIC_RELEASE);
+    bool done = cpu_wait(ap, TIMEOUT_WORK, &sr);
+    trap_set_hook(VEC_NMI, nmi_count_hook);
+    if (!ok)
+        return test_fail(r, "AP 1's NMI handler was not entered (or an ICR stayed busy)");
+    if (!done)
+        return test_fail(r, "AP 1's job: %s", sr.msg);
+    if (during != 1 || after != 2)
+        return test_fail(r, "1 + %u NMIs, the last %u while AP 1's handler ran: %u taken "
+                         "during it, %u in all; expected 1 and 2 (one stays pending)",
+                         NMI_EXTRA, NMI_EXTRA, during, after);
+    return test_pass(r, "1 + %u NMIs, %u while the handler ran: 2 taken (one held pending)",
+                     NMI_EXTRA, NMI_EXTRA);
 }

@@ -42,6 +42,7 @@ static const struct guest_test tests[] = {
     /* INIT/STARTUP semantics (init_tests.c): AP 1 restarted many times, the BSP once;
      * before x2apic_mode, which leaves the BSP's APIC disabled on Bochs */
     { "debug_dr7_exit",           t_debug_dr7_exit },
+    { "nmi_while_blocked",        t_nmi_while_blocked },
     { "init_self",                t_init_self },
     { "init_state",               t_init_state },
     { "init_starting",            t_init_starting },

@@ -50,7 +50,7 @@ void percpu_init_bsp(void)
 
 /* NMIs are counted per CPU at all times (nmi_storm works with the counts); an NMI
  * that arrives late must not end the run. */
-static bool nmi_count_hook(struct trap_frame *f)
+bool nmi_count_hook(struct trap_frame *f)
 {
     (void)f;
     __atomic_fetch_add(&this_cpu()->nmi_count, 1, __ATOMIC_SEQ_CST);

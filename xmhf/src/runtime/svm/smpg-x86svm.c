@@ -85,10 +85,18 @@ static void step_begin(struct svm_cpu *s, enum svm_step kind)
     s->saved_int1 = vm->ctl.intercept1;
     s->saved_vintr = vm->ctl.vintr;
     vm->ctl.intercept_exc = EXC_ALL;
-    if (kind == STEP_WINDOW)    /* instructions that would show the guest our TF */
+    s->saved_int2 = vm->ctl.intercept2;
+    if (kind == STEP_WINDOW) {
+        /* Instructions that would show the guest our TF, and HLT/MWAIT: the window
+         * steps one instruction out of an interrupt shadow and holds no interrupts
+         * (V_INTR_MASKING would leave a HLT there deaf to everything but NMIs, and
+         * turn a MOV to CR8 into a write of V_TPR that is then lost). */
         vm->ctl.intercept1 |= SVM_INTERCEPT_PUSHF | SVM_INTERCEPT_POPF |
-                              SVM_INTERCEPT_IRET | SVM_INTERCEPT_INTN;
-    vm->ctl.vintr |= SVM_VINTR_MASKING;
+                              SVM_INTERCEPT_IRET | SVM_INTERCEPT_INTN | SVM_INTERCEPT_HLT;
+        vm->ctl.intercept2 |= SVM_INTERCEPT_MWAIT | SVM_INTERCEPT_MWAIT_ARMED;
+    } else {
+        vm->ctl.vintr |= SVM_VINTR_MASKING;
+    }
     if (kind == STEP_APIC_EVENT)    /* no trap ends it: a physical interrupt will */
         vm->ctl.intercept1 |= SVM_INTERCEPT_INTR;
     else
@@ -108,6 +116,7 @@ static void step_end(struct svm_cpu *s, bool executed)
     }
     vm->ctl.intercept_exc = s->saved_exc;
     vm->ctl.intercept1 = s->saved_int1;
+    vm->ctl.intercept2 = s->saved_int2;
     vm->ctl.vintr = s->saved_vintr;
     if (!s->step_guest_tf && !(s->step == STEP_IRET && executed) && s->step != STEP_APIC_EVENT)
         vm->save.rflags &= ~RFLAGS_TF;
@@ -267,6 +276,15 @@ bool svm_smpg_step_exit(struct vcpu *v, uint64_t code)
         s->nmi_force = true;    /* the NMI goes first; the instruction runs natively after */
         return true;
     }
+    if (kind == STEP_WINDOW && (code == SVM_EXIT_HLT || code == SVM_EXIT_MWAIT ||
+                                code == SVM_EXIT_MWAIT_COND)) {
+        /* The shadowed instruction halts (STI; HLT in an idle loop): the owed NMI is
+         * what wakes it, so it completes and the NMI is delivered after it, as on the
+         * hardware. */
+        svm_skip_instruction(v, code == SVM_EXIT_HLT ? 1 : 3);
+        s->nmi_force = true;
+        return true;
+    }
     /* Anything else (an #NPF on the other operand, an intercepted instruction): the
      * instruction did not complete and is handled as without a step. */
     return false;
@@ -314,6 +332,13 @@ void svm_nmi_prepare(struct pcpu *c)
         smpg_guest_init(c);
     }
     c->nmi_pending += __atomic_exchange_n(&c->nmi_host, 0, __ATOMIC_SEQ_CST);
+    /* While the guest's NMIs are blocked (or one is being injected) at most one more
+     * stays pending; otherwise one is delivered and one can wait (SDM 6.7.1, APM 8.5). */
+    bool nmi_going = (vm->ctl.eventinj & (SVM_EVT_VALID | SVM_EVT_TYPE_MASK)) ==
+                     (SVM_EVT_VALID | SVM_EVT_TYPE_NMI);
+    uint64_t cap = s->nmi_blocked || nmi_going ? 1 : 2;
+    if (c->nmi_pending > cap)
+        c->nmi_pending = cap;
     if (!c->nmi_pending || s->step != STEP_NONE || s->nmi_blocked ||
         (vm->ctl.eventinj & SVM_EVT_VALID))
         return;     /* later: after the step, at the IRET, or at the next exit */

@@ -29,7 +29,7 @@ struct svm_cpu {
     uint32_t step;              /* enum svm_step */
     bool step_guest_tf;         /* RFLAGS.TF was the guest's own at the start */
     uint64_t step_rip, step_dr6;
-    uint32_t saved_exc, saved_int1;
+    uint32_t saved_exc, saved_int1, saved_int2;
     uint64_t saved_vintr;
     /* NMI delivery: the guest's NMI blocking from an injected NMI to its IRET. */
     bool nmi_blocked;

@@ -51,6 +51,8 @@ void vmx_write_proc(struct vmx_cpu *x)
     uint32_t p = x->proc;
     if (x->nmi_window)
         p |= PROC_NMI_WINDOW;
+    if (x->nmi_intr_window)
+        p |= PROC_INTR_WINDOW;
     if ((x->stepping || x->sipi_guard) && x->mtf)
         p |= PROC_MTF;
     vmwrite32(VMCS_PROC_CTLS, p);
@@ -295,21 +297,45 @@ void vmx_nmi_prepare(struct pcpu *c)
             apic_capture_discard(&x->cap);
             x->stepping = false;
         }
-        x->nmi_window = false;
+        x->nmi_window = x->nmi_intr_window = false;
         smpg_guest_init(c);
     }
     c->nmi_pending += __atomic_exchange_n(&c->nmi_host, 0, __ATOMIC_SEQ_CST);
-    bool want = false;
+    bool want = false, want_intr = false;
     /* Nothing is injected into wait-for-SIPI (26.3.1.5): the CPU is inactive there. */
     if (c->nmi_pending && !x->stepping && !x->wait_sipi) {
         uint32_t intr = vmread32(VMCS_GUEST_INTERRUPTIBILITY);
+        uint32_t ev = vmread32(VMCS_ENTRY_INTR_INFO);
+        bool nmi_going = (ev & INTR_INFO_VALID) && (ev & (7u << 8)) == INTR_TYPE_NMI;
+        /* While the guest's NMIs are blocked (or one is on its way in) at most one more
+         * stays pending; otherwise one is delivered and one can wait (SDM 6.7.1): the
+         * guest never sees more NMIs than the processor would have given it. */
+        uint64_t cap = (intr & INTERRUPTIBILITY_NMI) || nmi_going ? 1 : 2;
+        if (c->nmi_pending > cap)
+            c->nmi_pending = cap;
         if (!vmx_event_pending() && !(intr & (INTERRUPTIBILITY_NMI | INTERRUPTIBILITY_MOVSS |
                                               INTERRUPTIBILITY_STI))) {
             vmwrite32(VMCS_ENTRY_INTR_INFO, INTR_INFO_VALID | INTR_TYPE_NMI | EXC_NMI);
             c->nmi_pending--;
             c->stats[STAT_NMIS_DELIVERED]++;
+            intr = INTERRUPTIBILITY_NMI;
         }
-        want = c->nmi_pending != 0;
+        if (c->nmi_pending) {
+            /* Held by STI blocking alone: a processor may take an NMI-window exit right
+             * there (SDM 25.2: STI blocking need not block NMIs), which finds the same
+             * blocking again, for ever. The interrupt window opens once the STI shadow
+             * is over (IF is 1 after STI), and the NMI is injected then. */
+            if ((intr & INTERRUPTIBILITY_STI) &&
+                !(intr & (INTERRUPTIBILITY_NMI | INTERRUPTIBILITY_MOVSS)) &&
+                (vmreadN(VMCS_GUEST_RFLAGS) & RFLAGS_IF))
+                want_intr = true;
+            else
+                want = true;
+        }
+    }
+    if (want_intr != x->nmi_intr_window) {
+        x->nmi_intr_window = want_intr;
+        vmx_write_proc(x);
     }
     if (want != x->nmi_window) {
         x->nmi_window = want;

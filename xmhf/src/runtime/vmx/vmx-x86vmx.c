@@ -379,7 +379,7 @@ static __noreturn void launch(struct pcpu *c, uint16_t cs, uint64_t cs_base, uin
      * 64-bit guest left behind (after_paging_change), or the entry is invalid. */
     x->entry &= ~ENTRY_IA32E_GUEST;
     x->stepping = false;
-    x->nmi_window = false;
+    x->nmi_window = x->nmi_intr_window = false;
     /* I/O instructions exit only where a hypapp asked for ports (hypapp.c). */
     if (hypapp_io_bitmap)
         x->proc |= PROC_USE_IO_BITMAPS;

@@ -22,6 +22,7 @@ struct vmx_cpu {
     uint64_t *sppt[4];                          /* this CPU's SPP table: one path (ept-) */
     uint64_t sppt_pa[4];
     bool nmi_window;                            /* NMI-window exiting requested */
+    bool nmi_intr_window;                       /* interrupt-window exiting, for an NMI */
     bool wait_sipi;         /* apic=zeroexit: the guest was entered in wait-for-SIPI */
     bool sipi_guard;        /* apic=zeroexit: MTF until the started CPU's first instruction */
     bool sipi_fresh;        /* apic=zeroexit: started by a SIPI, no exit since */
