@@ -793,3 +793,52 @@ bool t_nmi_while_blocked(struct test_result *r)
     return test_pass(r, "1 + %u NMIs, %u while the handler ran: 2 taken (one held pending)",
                      NMI_EXTRA, NMI_EXTRA);
 }
+
+/* ---- debug_rf_emulated ------------------------------------------------------------- */
+/* CPUID entered with RFLAGS.RF = 1 (through IRETQ), an instruction breakpoint on the
+ * instruction after it: CPUID completes (the hypervisor performs it), which clears RF,
+ * so the breakpoint fires (SDM 18.3.1.1). Left set, RF would suppress it. */
+extern const char rf_after_cpuid[];
+static volatile uint32_t rf_hits;
+static volatile uint64_t rf_rip;
+
+static bool rf_hook(struct trap_frame *f)
+{
+    if (rf_hits++ == 0)
+        rf_rip = f->rip;
+    __asm__ volatile("mov %0, %%dr7" :: "r"(0x400ull));   /* no second hit */
+    __asm__ volatile("mov %0, %%dr6" :: "r"(0ull));
+    return true;
+}
+
+bool t_debug_rf_emulated(struct test_result *r)
+{
+    rf_hits = 0;
+    rf_rip = 0;
+    trap_set_hook(VEC_DB, rf_hook);
+    dr_set((uint64_t)(uintptr_t)rf_after_cpuid, 0x401ull);   /* L0, execute */
+    __asm__ volatile("lea 1f(%%rip), %%rax\n\t"
+                     "mov %%rsp, %%rdx\n\t"
+                     "mov %%ss, %%ecx\n\t"
+                     "pushq %%rcx\n\t"
+                     "pushq %%rdx\n\t"
+                     "pushfq\n\t"
+                     "orq $0x10000, (%%rsp)\n\t"
+                     "mov %%cs, %%ecx\n\t"
+                     "pushq %%rcx\n\t"
+                     "pushq %%rax\n\t"
+                     "xor %%eax, %%eax\n\t"
+                     "iretq\n"
+                     "1: cpuid\n\t"
+                     ".globl rf_after_cpuid\n"
+                     "rf_after_cpuid: nop\n\t"
+                     ::: "rax", "rbx", "rcx", "rdx", "memory");
+    dr_set(0, 0x400);
+    trap_set_hook(VEC_DB, NULL);
+    if (rf_hits != 1 || rf_rip != (uint64_t)(uintptr_t)rf_after_cpuid)
+        return test_fail(r, "CPUID with RF set, breakpoint on the next instruction: %u #DB "
+                         "(rip 0x%lx), expected one at 0x%lx", rf_hits, rf_rip,
+                         (uint64_t)(uintptr_t)rf_after_cpuid);
+    return test_pass(r, "RF cleared by the completed CPUID: the next instruction's "
+                     "breakpoint fired once");
+}

@@ -25,6 +25,7 @@
 #define RFLAGS_FIXED (1ul << 1)
 #define RFLAGS_TF (1ul << 8)
 #define RFLAGS_IF (1ul << 9)
+#define RFLAGS_RF (1ul << 16)
 #define RFLAGS_VM (1ul << 17)
 
 /* Exception vectors (SDM Vol. 3A, table 6-1). */

@@ -463,7 +463,7 @@ unsigned svm_insn_len(struct vcpu *v, unsigned opcode_len)
 }
 
 /* Past an instruction the hypervisor emulated: as the processor would, end the
- * interrupt shadow (STI / MOV SS) and raise the single-step trap the guest's TF asks
+ * interrupt shadow (STI / MOV SS), clear RF and raise the single-step trap the guest's TF asks
  * for (DR6.BS, then #DB), unless the handler injected an event already. */
 void svm_skip_instruction(struct vcpu *v, unsigned opcode_len)
 {
@@ -473,6 +473,7 @@ void svm_skip_instruction(struct vcpu *v, unsigned opcode_len)
         rip &= 0xffffffffull;
     vm->save.rip = rip;
     vm->ctl.int_state &= ~SVM_INT_SHADOW;
+    vm->save.rflags &= ~RFLAGS_RF;      /* a completed instruction clears RF */
     if ((vm->save.rflags & RFLAGS_TF) && !svm_event_pending(v)) {
         vm->save.dr6 |= 1u << 14;
         arch_guest_inject_exception(v, EXC_DB, false, 0);

@@ -519,7 +519,7 @@ void arch_guest_inject_exception(struct vcpu *v, unsigned vector, bool has_err, 
 }
 
 /* Past an instruction the hypervisor emulated: as the processor would, end STI/MOV SS
- * blocking and raise the single-step trap the guest's TF asks for (SDM 26.6.3). */
+ * blocking, clear RF and raise the single-step trap the guest's TF asks for (SDM 26.6.3). */
 void vmx_skip_instruction(struct vcpu *v)
 {
     (void)v;
@@ -527,6 +527,11 @@ void vmx_skip_instruction(struct vcpu *v)
     uint32_t intr = vmread32(VMCS_GUEST_INTERRUPTIBILITY);
     if (intr & (INTERRUPTIBILITY_STI | INTERRUPTIBILITY_MOVSS))
         vmwrite32(VMCS_GUEST_INTERRUPTIBILITY, intr & ~(INTERRUPTIBILITY_STI | INTERRUPTIBILITY_MOVSS));
-    if (vmreadN(VMCS_GUEST_RFLAGS) & RFLAGS_TF)
+    uint64_t rflags = vmreadN(VMCS_GUEST_RFLAGS);
+    /* A completed instruction clears RF (SDM 18.3.1.1): left set, it would suppress an
+     * instruction breakpoint on the next one. */
+    if (rflags & RFLAGS_RF)
+        vmwriteN(VMCS_GUEST_RFLAGS, rflags & ~RFLAGS_RF);
+    if (rflags & RFLAGS_TF)
         vmwriteN(VMCS_GUEST_PENDING_DBG, vmreadN(VMCS_GUEST_PENDING_DBG) | (1u << 14));
 }
