@@ -346,9 +346,17 @@ bool t_init_starting(struct test_result *r)
     delay_ticks(TICKS_10MS);
     apic_send_ipi(ap->apic_id, ICR_STARTUP | (AP_TRAMPOLINE >> 12));
     apic_send_ipi(ap->apic_id, ICR_INIT | ICR_ASSERT | ICR_LEVEL);
-    if (!heartbeat_still(ap))
-        return test_fail(r, "AP 1 runs on after the INIT that followed a STARTUP"),
-               park(ap, r);
+    /* apic=zeroexit on Bochs takes an INIT that reaches a CPU before its first guest
+     * instruction after a STARTUP as the one sent before that STARTUP (README "APIC
+     * modes"): the AP may run on. It is then sent one more INIT, which must stop it. */
+    bool ran_on = !heartbeat_still(ap);
+    if (ran_on) {
+        ap->state = CPU_OFFLINE;
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        apic_send_ipi(ap->apic_id, ICR_INIT | ICR_ASSERT | ICR_LEVEL);
+        if (!heartbeat_still(ap))
+            return test_fail(r, "AP 1 runs on after two INITs"), park(ap, r);
+    }
     const uint16_t e1 = *tramp16(ap_tramp_entries);
     ap->state = CPU_OFFLINE;            /* it may have come online in between */
     struct mark m2 = { ap->heartbeat, __atomic_load_n(&ap_report_count, __ATOMIC_ACQUIRE), e1 };
@@ -367,8 +375,9 @@ bool t_init_starting(struct test_result *r)
     delay_ticks(TICKS_10MS);
     if (!run_on(ap, job_id, TIMEOUT_WORK, r))
         return test_fail(r, "AP 1 stopped after its start: %s", r->msg), park(ap, r);
-    return test_pass(r, "INIT behind a STARTUP: %u early start(s); then one start per "
-                     "STARTUP x2, twice, and it stays up", (uint16_t)(e1 - m.entries));
+    return test_pass(r, "INIT behind a STARTUP: %u early start(s)%s; then one start per "
+                     "STARTUP x2, twice, and it stays up", (uint16_t)(e1 - m.entries),
+                     ran_on ? " (it ran on: INIT taken as before the STARTUP)" : "");
 }
 
 /* ---- init_cross -------------------------------------------------------------------- */
