@@ -24,10 +24,9 @@ int hypapp_boot(const struct app_bootparams *bp);
 /* Before a CPU's guest starts (both halves' launch paths). */
 void hypapp_cpu_start(struct pcpu *c, struct gregs *initial);
 
-/* The I/O ports a hypapp intercepts: one bit per port, 0-0xffff, then bits 0x10000-
- * 0x10002 repeating ports 0-2 (an access at 0xffff that wraps; AMD's IOPM layout, APM
- * Vol. 2 15.10.1). 12 KiB, page aligned and physically contiguous; NULL when the hypapp
- * asked for none (then no I/O instruction exits). */
+/* The I/O ports a hypapp intercepts, in iobitmap.h's layout (Intel's bitmaps A and B
+ * are its first two pages, AMD's IOPM all three); NULL when the hypapp asked for none
+ * (then no I/O instruction exits). */
 extern uint8_t *hypapp_io_bitmap;
 extern uint64_t hypapp_io_bitmap_pa;
 /* An I/O instruction exited (decoded by the arch half). False: not the hypapp's (the

@@ -2,6 +2,7 @@
  * start on each CPU, and the I/O-port, MSR and CPUID requests and intercepts common to
  * both halves. */
 #include "hypapp-dispatch.h"
+#include "iobitmap.h"
 
 /* Every callback is optional: an undefined weak symbol is a null pointer here, and the
  * runtime never calls through one. */
@@ -61,11 +62,6 @@ void hypapp_cpu_start(struct pcpu *c, struct gregs *initial)
 
 /* ---- I/O ports ---- */
 
-static void io_bit_set(uint32_t bit)
-{
-    hypapp_io_bitmap[bit >> 3] |= (uint8_t)(1u << (bit & 7));
-}
-
 int xmhf_io_intercept(uint32_t port, uint32_t count)
 {
     if (!app_booting)
@@ -73,36 +69,14 @@ int xmhf_io_intercept(uint32_t port, uint32_t count)
     if (count == 0 || port > 0xffffu || count > 0x10000u - port)
         return XMHF_EINVAL;
     if (!hypapp_io_bitmap)
-        hypapp_io_bitmap = pages_alloc(3, &hypapp_io_bitmap_pa);
-    for (uint32_t p = port; p < port + count; p++) {
-        io_bit_set(p);
-        if (p < 3)
-            io_bit_set(0x10000u + p);
-    }
+        hypapp_io_bitmap = pages_alloc(IOBITMAP_SIZE / 0x1000, &hypapp_io_bitmap_pa);
+    iobitmap_set(hypapp_io_bitmap, port, count);
     return 0;
-}
-
-static bool io_wanted(uint32_t port, uint32_t size)
-{
-    if (!hypapp_io_bitmap)
-        return false;
-    for (uint32_t i = 0; i < size; i++) {
-        uint32_t p = (port + i) & 0xffffu;
-        if (hypapp_io_bitmap[p >> 3] & (1u << (p & 7)))
-            return true;
-    }
-    return false;
 }
 
 void io_set_result(struct vcpu *v, const struct app_io *io)
 {
-    uint64_t *rax = &v->regs->r[R_AX];
-    if (io->size == 1)
-        *rax = (*rax & ~0xffull) | (io->value & 0xffu);
-    else if (io->size == 2)
-        *rax = (*rax & ~0xffffull) | (io->value & 0xffffu);
-    else
-        *rax = io->value;
+    v->regs->r[R_AX] = io_in_merge(v->regs->r[R_AX], io->size, io->value);
 }
 
 void io_passthrough(struct vcpu *v, struct app_io *io)
@@ -122,7 +96,7 @@ void io_passthrough(struct vcpu *v, struct app_io *io)
 
 bool hypapp_io(struct vcpu *v, struct app_io *io, bool *skip)
 {
-    if (!io_wanted(io->port, io->size))
+    if (!hypapp_io_bitmap || !iobitmap_hits(hypapp_io_bitmap, io->port, io->size))
         return false;
     int rc = hypapp_cb.portaccess ? hypapp_cb.portaccess(v, io) : APP_CHAIN;
     *skip = !arch_guest_event_pending(v);

@@ -3,6 +3,7 @@
  * Loading Guest State" for the real-mode state an unrestricted guest may enter with). */
 #include "apic.h"
 #include "hypapp-dispatch.h"
+#include "iobitmap.h"
 #include "msr.h"
 #include "vmx-x86vmx.h"
 
@@ -194,23 +195,15 @@ int arch_cpu_init(struct pcpu *c)
     return 0;
 }
 
-/* A hypapp's MSR (hypapp.c, from xmhf_app_main only: no guest runs yet). 24.6.9: read
- * bitmaps for the low and high ranges at 0 and 0x400, write bitmaps at 0x800, 0xc00. */
+/* A hypapp's MSR (hypapp.c, from xmhf_app_main only: no guest runs yet). */
 bool arch_msr_in_bitmap(uint32_t msr)
 {
-    return msr <= 0x1fffu || (msr >= 0xc0000000u && msr <= 0xc0001fffu);
+    return vmx_msr_bitmap_covers(msr);
 }
 
 int arch_msr_intercept(uint32_t msr, uint32_t access)
 {
-    if (!arch_msr_in_bitmap(msr))
-        return -1;
-    uint32_t base = msr <= 0x1fffu ? 0 : 0x400, bit = msr & 0x1fffu;
-    if (access & 1u)
-        msr_bitmap[base + bit / 8] |= (uint8_t)(1u << (bit % 8));
-    if (access & 2u)
-        msr_bitmap[0x800 + base + bit / 8] |= (uint8_t)(1u << (bit % 8));
-    return 0;
+    return vmx_msr_bitmap_set(msr_bitmap, msr, access);
 }
 
 /* Halted with interrupts off until the guest starts this CPU (smpguest.c). INIT
