@@ -246,6 +246,7 @@ void probe_rep_insb_insn(void), probe_rep_insb_recover(void);
  * user code that makes one hypercall with the struct hc_regs at RDI, then INT 0x81. */
 void enter_user(uint64_t rip, uint64_t rsp, uint64_t arg) __attribute__((noreturn));
 void user_vmcall(void), user_vmcall_insn(void);
+void user_inb(void), user_inb_insn(void);   /* CPL 3: IN from 0xe0e0, then INT 0x81 */
 /* MOVSL from src to dst; out[0], out[1] get RSI and RDI as they were after it (or, when
  * it faulted and fault_expect(probe_movs_recover) was armed, as the fault left them). */
 void probe_movs(uint64_t src, uint64_t dst, uint64_t out[2]);

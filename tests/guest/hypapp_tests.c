@@ -416,23 +416,29 @@ static void user_setup(bool on)
     idt_set_user(USER_VEC, on);
     trap_set_hook(USER_VEC, on ? user_back : NULL);
     trap_set_hook(VEC_UD, on ? user_back : NULL);
+    trap_set_hook(VEC_GP, on ? user_back : NULL);
 }
 
 /* One hypercall at CPL 3: the INT 0x81 after it (true, *h = the registers) or the
  * exception it raised (false, user_vector / user_rip). */
-static bool user_call(uint64_t fn, uint64_t bx, struct hc_regs *h)
+static bool user_run(void (*code)(void), uint64_t fn, uint64_t bx, struct hc_regs *h)
 {
     user_regs = (struct hc_regs){ .rax = fn, .rbx = bx };
     if (guest_setjmp(&user_jb) == 0) {
         uint64_t rsp;
         __asm__ volatile("mov %%rsp, %0" : "=r"(rsp));
         user_tss.rsp0 = (rsp - 512) & ~0xfull;  /* below everything live on this stack */
-        enter_user((uint64_t)(uintptr_t)user_vmcall,
+        enter_user((uint64_t)(uintptr_t)code,
                    (uint64_t)(uintptr_t)(user_stack + sizeof user_stack),
                    (uint64_t)(uintptr_t)&user_regs);
     }
     *h = user_regs;
     return user_vector == USER_VEC;
+}
+
+static bool user_call(uint64_t fn, uint64_t bx, struct hc_regs *h)
+{
+    return user_run(user_vmcall, fn, bx, h);
 }
 
 static bool user_expect_ud(struct test_result *r, const char *what, uint64_t fn)
@@ -457,6 +463,12 @@ static bool user_cases(struct test_result *r)
         !user_expect_ud(r, "STATS", HC_STATS) ||
         !user_expect_ud(r, "unknown hypapp function 0x7777", 0x7777))
         return false;
+    /* The processor's I/O permission check (CPL 3 > IOPL 0, no TSS I/O bitmap) comes
+     * before the I/O intercept: a hypapp's port never gives user code more. */
+    if (user_run(user_inb, 0, 0, &h) || user_vector != VEC_GP ||
+        user_rip != (uint64_t)(uintptr_t)user_inb_insn)
+        return test_fail(r, "IN from 0xe0e0 at CPL 3: vector %lu at rip 0x%lx, expected "
+                         "#GP(0) at the IN", user_vector, user_rip);
     /* wprot, when built in: it refuses protection to user code, answers queries. */
     if (!hc3(r, WP_QUERY, WP_PAGE, 0, &k))
         return false;
@@ -481,5 +493,6 @@ bool t_user_hypercall(struct test_result *r)
     bool ok = run_case(&t, &sub);
     user_setup(false);
     memcpy(r->msg, sub.msg, sizeof r->msg);
-    return ok ? test_pass(r, "HELLO answered at CPL 3; runtime and unknown functions #UD") : false;
+    return ok ? test_pass(r, "HELLO answered at CPL 3; runtime and unknown functions #UD; "
+                             "IN denied by IOPL") : false;
 }

@@ -211,3 +211,13 @@ user_vmcall_insn:
     movq    %rdx, 24(%rdi)
     int     $0x81
     ud2
+
+/* At CPL 3 with IOPL 0 and no I/O bitmap in the TSS: IN from port 0xe0e0 (iomon's
+ * device when iomon is built in) must be #GP(0) before any intercept. */
+    .globl user_inb, user_inb_insn
+user_inb:
+    movw    $0xe0e0, %dx
+user_inb_insn:
+    inb     %dx, %al
+    int     $0x81
+    ud2
