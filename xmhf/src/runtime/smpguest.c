@@ -24,8 +24,12 @@ static void kick_until(struct pcpu *self, struct pcpu *t, uint32_t from)
         lapic_send_ipi_raw(t->apic_id, ICR_DM_NMI | ICR_LEVEL_ASSERT);
         if (self != t && self->init_request)
             return;
-        for (unsigned i = 0; i < 2000 && t->guest_state == from; i++)
+        for (unsigned i = 0; i < 2000 && t->guest_state == from; i++) {
+            /* t may itself be waiting for this CPU's nested-TLB flush (guestmem.c)
+             * before it can take the request. */
+            guestmem_tlb_sync(self);
             cpu_pause();
+        }
     }
 }
 
