@@ -96,9 +96,14 @@ void io_passthrough(struct vcpu *v, struct app_io *io)
 
 bool hypapp_io(struct vcpu *v, struct app_io *io, bool *skip)
 {
-    if (!hypapp_io_bitmap || !iobitmap_hits(hypapp_io_bitmap, io->port, io->size))
+    bool wanted = hypapp_io_bitmap && iobitmap_hits(hypapp_io_bitmap, io->port, io->size);
+    /* With the I/O bitmaps on, Intel exits on any access that wraps from port 0xffff to
+     * 0, asked for or not. A plain one is the arch half's to perform; a string one is
+     * refused below, as on a hypapp's port. */
+    bool wrap_string = hypapp_io_bitmap && io->string && io->port + io->size > 0x10000u;
+    if (!wanted && !wrap_string)
         return false;
-    int rc = hypapp_cb.portaccess ? hypapp_cb.portaccess(v, io) : APP_CHAIN;
+    int rc = wanted && hypapp_cb.portaccess ? hypapp_cb.portaccess(v, io) : APP_CHAIN;
     *skip = !arch_guest_event_pending(v);
     if (rc == APP_HANDLED) {
         if (*skip && io->in && !io->string)
