@@ -294,17 +294,8 @@ static void exit_ioio(struct vcpu *v)
                v->cpu->idx, port, (unsigned long long)info);
         guest_reset(v, "string I/O instruction intercepted");
     }
-    uint64_t *ax = &v->regs->r[R_AX];
-    if (info & 1) {
-        uint32_t val = size == 1 ? inb(port) : size == 2 ? inw(port) : inl(port);
-        *ax = size == 4 ? val : size == 2 ? (*ax & ~0xffffull) | val : (*ax & ~0xffull) | val;
-    } else if (size == 1) {
-        outb(port, (uint8_t)*ax);
-    } else if (size == 2) {
-        outw(port, (uint16_t)*ax);
-    } else {
-        outl(port, (uint32_t)*ax);
-    }
+    /* Plain IN/OUT on the physical port, which is the guest's anyway. */
+    io_passthrough(v, &io);
     vm->save.rip = vm->ctl.exitinfo2;
     vm->ctl.int_state &= ~SVM_INT_SHADOW;
 }

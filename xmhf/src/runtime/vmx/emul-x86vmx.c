@@ -218,18 +218,8 @@ void vmx_exit_io(struct vcpu *v)
                port, (unsigned long long)q);
         guest_reset(v, "string I/O instruction exited");
     }
-    uint64_t *ax = &v->regs->r[R_AX];
-    if (q & IOQ_IN) {
-        uint32_t val = size == 1 ? inb(port) : size == 2 ? inw(port) : inl(port);
-        /* IN AL/AX leaves the rest of RAX; IN EAX zero-extends in 64-bit mode. */
-        *ax = size == 4 ? val : size == 2 ? (*ax & ~0xffffull) | val : (*ax & ~0xffull) | val;
-    } else if (size == 1) {
-        outb(port, (uint8_t)*ax);
-    } else if (size == 2) {
-        outw(port, (uint16_t)*ax);
-    } else {
-        outl(port, (uint32_t)*ax);
-    }
+    /* Plain IN/OUT on the physical port, which is the guest's anyway. */
+    io_passthrough(v, &io);
     vmx_skip_instruction(v);
 }
 
