@@ -43,7 +43,7 @@ RT_SRC   := xmhf/src/runtime/entry.S $(wildcard xmhf/src/runtime/*.c) \
             $(wildcard xmhf/src/runtime/$(ARCHDIR)/*.c xmhf/src/runtime/$(ARCHDIR)/*.S) \
             xmhf/src/runtime/dmap/dmap.c xmhf/src/lib/iopt.c \
             $(if $(filter 0,$(DMAP)),,xmhf/src/runtime/dmap/vtd.c xmhf/src/runtime/dmap/amdvi.c) \
-            $(addprefix xmhf/src/lib/,e820.c $(ARCH_LIB) format.c icr.c iobitmap.c pagetable.c string.c uart.c)
+            $(addprefix xmhf/src/lib/,e820.c $(ARCH_LIB) format.c icr.c iobitmap.c mtrr.c pagetable.c string.c uart.c)
 # The hypapp (--with-approot): its .c/.S files, in subdirectories too for XMHF64's
 # src/ or app/ layout; the directory may be absolute, so objects are named by the path
 # below APP_SRCDIR.

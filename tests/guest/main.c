@@ -17,6 +17,9 @@ static const struct guest_test tests[] = {
     /* DMA by QEMU's edu device aimed at the hypervisor (dma_tests.c); skipped where
      * there is no edu device or no IOMMU */
     { "dma_protection",           t_dma_protection },
+    /* the processor's own machinery as the guest sees it (msr_tests.c) */
+    { "virt_hidden",              t_virt_hidden },
+    { "mtrr_writes",              t_mtrr_writes },
     /* not part of the hypervisor contract: the guest's own fault machinery */
     { "fault_recovery",           t_fault_recovery },
     /* guest SMP and xAPIC interception (smp_tests.c); ap_startup brings the APs up

@@ -221,3 +221,48 @@ user_inb_insn:
     inb     %dx, %al
     int     $0x81
     ud2
+
+/* uint64_t probe_rdmsr(uint32_t msr) -- RDMSR; returns 0 when it faulted */
+    .globl probe_rdmsr, probe_rdmsr_recover
+probe_rdmsr:
+    movl    %edi, %ecx
+    xorl    %eax, %eax
+    xorl    %edx, %edx
+    rdmsr
+probe_rdmsr_recover:
+    shlq    $32, %rdx
+    orq     %rdx, %rax
+    ret
+
+/* void probe_wrmsr(uint32_t msr, uint64_t val) */
+    .globl probe_wrmsr, probe_wrmsr_recover
+probe_wrmsr:
+    movl    %edi, %ecx
+    movl    %esi, %eax
+    movq    %rsi, %rdx
+    shrq    $32, %rdx
+    wrmsr
+probe_wrmsr_recover:
+    ret
+
+/* void probe_write_cr4(uint64_t val) */
+    .globl probe_write_cr4, probe_write_cr4_recover
+probe_write_cr4:
+    movq    %rdi, %cr4
+probe_write_cr4_recover:
+    ret
+
+/* Instructions of the virtualisation extensions and SMX, each alone:
+ * void probe_vmxoff(void), probe_stgi(void), probe_getsec(void) */
+    .globl probe_vmxoff, probe_stgi, probe_getsec, probe_virt_recover
+probe_vmxoff:
+    vmxoff
+    ret
+probe_stgi:
+    stgi
+    ret
+probe_getsec:
+    xorl    %eax, %eax              /* CAPABILITIES */
+    getsec
+probe_virt_recover:
+    ret

@@ -65,6 +65,11 @@ int ept_unmap(uint64_t *root, uint64_t gpa, uint64_t len, const struct ept_alloc
  * the leaf maps (4 KiB or 2 MiB). */
 uint64_t *ept_lookup(uint64_t *root, uint64_t gpa, uint64_t *level_size,
                      const struct ept_alloc *a);
+/* Sets the memory type (bits 5:3; types as mtrr.h, reserved ones become UC) of every
+ * present leaf in [gpa, gpa+len) to what type_of gives its block (pt_retype). */
+int ept_retype(uint64_t *root, uint64_t gpa, uint64_t len,
+               int (*type_of)(void *ctx, uint64_t gpa, uint64_t size), void *ctx,
+               const struct ept_alloc *a);
 
 /* The EPT entry format for the format-neutral code (ptpath.h). */
 extern const struct pt_format ept_format;

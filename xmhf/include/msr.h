@@ -5,7 +5,9 @@
 
 #define MSR_IA32_FEATURE_CONTROL   0x03au
 #define   FEATCTL_LOCK             (1ull << 0)
+#define   FEATCTL_VMX_INSIDE_SMX   (1ull << 1)
 #define   FEATCTL_VMX_OUTSIDE_SMX  (1ull << 2)
+#define   FEATCTL_SENTER_MASK      0xff00ull    /* SENTER local enables 14:8, global 15 */
 #define MSR_IA32_APIC_BASE         0x01bu
 #define   APIC_BASE_BSP            (1ull << 8)
 #define   APIC_BASE_EXTD           (1ull << 10) /* x2APIC mode */

@@ -32,6 +32,16 @@
 #define NPT_MT_WB     0ull                    /* PAT entry 0 */
 #define NPT_MT_UC     (NPT_PCD | NPT_PWT)     /* PAT entry 3 */
 
+/* Memory types of nested entries (npt_retype) index the host PAT, which the SVM half
+ * loads as NPT_HOST_PAT: entries 0-3 as at power-on (WB, WT, UC-, UC), 4 WC, 5 WP,
+ * 6 UC-, 7 UC. Types are the MTRR encodings (mtrr.h). */
+#define NPT_HOST_PAT  0x0007050100070406ull
+#define NPT_TYPE_UC 0
+#define NPT_TYPE_WC 1
+#define NPT_TYPE_WT 4
+#define NPT_TYPE_WP 5
+#define NPT_TYPE_WB 6
+
 /* Leaf attributes: NPT_P | NPT_US, optionally NPT_RW, NPT_PWT, NPT_PCD, NPT_A, NPT_D,
  * NPT_NX (only if the host has EFER.NXE). */
 typedef uint64_t npt_prot_t;
@@ -46,5 +56,10 @@ int npt_unmap(uint64_t *root, uint64_t gpa, uint64_t len, const struct pt_alloc 
 extern const struct pt_format npt_format;
 
 uint64_t *npt_lookup(uint64_t *root, uint64_t gpa, uint64_t *size, const struct pt_alloc *a);
+/* Sets the memory type of every present leaf in [gpa, gpa+len) to what type_of gives
+ * its block (pt_retype). */
+int npt_retype(uint64_t *root, uint64_t gpa, uint64_t len,
+               int (*type_of)(void *ctx, uint64_t gpa, uint64_t size), void *ctx,
+               const struct pt_alloc *a);
 
 #endif

@@ -29,6 +29,8 @@ struct pt_format {
     uint64_t table;     /* the attribute bits of an entry that points at a table */
     uint64_t large;     /* page-size bit of a PDPTE / PDE leaf (in a PTE it is cleared
                            when a large leaf is split, whatever it means there) */
+    uint64_t pat_large, pat_small;  /* a type bit that moves when a large leaf is split
+                           (long-mode PAT: bit 12 in a large leaf, bit 7 in a PTE); 0: none */
 };
 
 /* Maps [in, in+len) to [out, out+len) with leaf attribute bits `attr` (already valid for
@@ -44,6 +46,22 @@ int pt_map(const struct pt_format *f, uint64_t *root, uint64_t in, uint64_t out,
 int pt_unmap(const struct pt_format *f, uint64_t *root, uint64_t in, uint64_t len,
              const struct pt_alloc *a);
 
+/* Memory types of present leaves (pt_retype): type_of says the type of every byte of
+ * the aligned block [in, in+size), or -1 where it is not one type; bits_of gives the
+ * leaf bits for a type in a large leaf (2 MiB / 1 GiB) or a 4 KiB one, which replace
+ * the bits mask_large / mask_small of the entry. */
+struct pt_retype {
+    int (*type_of)(void *ctx, uint64_t in, uint64_t size);
+    uint64_t (*bits_of)(int type, bool large);
+    uint64_t mask_small, mask_large;
+    void *ctx;
+};
+/* Rewrites the memory-type bits of every present leaf in [in, in+len) (4 KiB aligned),
+ * splitting a large leaf whose block is not one type into 4 KiB leaves; a 4 KiB block
+ * type_of cannot decide gets type 0. Absent entries stay absent. 0, or -1 when out of
+ * table pages (the leaves done so far keep their new bits) or on invalid input. */
+int pt_retype(const struct pt_format *f, uint64_t *root, uint64_t in, uint64_t len,
+              const struct pt_retype *r, const struct pt_alloc *a);
 /* The present leaf entry that maps `in`, or NULL; *size (if not NULL) gets the size it
  * maps (4 KiB, 2 MiB or 1 GiB). */
 uint64_t *pt_lookup(const struct pt_format *f, uint64_t *root, uint64_t in, uint64_t *size,

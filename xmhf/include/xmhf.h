@@ -102,6 +102,7 @@ struct pcpu {
      * has flushed for, and an NMI sent to make it exit that is not the guest's. */
     volatile uint64_t tlb_gen_done;
     volatile uint32_t flush_kicks;
+    struct guest_msrs *gmsr;        /* the guest's MTRRs and hidden MSRs (guestmsr.c) */
 };
 
 /* Per-CPU state, allocated by the BSP once it knows the processor count. */
@@ -151,6 +152,8 @@ uint64_t virt_to_phys(const void *va);
  * (the region is sized by init, so that is a configuration error worth a clear stop). */
 void *page_alloc(uint64_t *pa);
 void *pages_alloc(unsigned n, uint64_t *pa);  /* n contiguous pages */
+/* A page for what the guest's actions grow: NULL, not a panic, near the end of the heap. */
+void *page_alloc_guest(uint64_t *pa);
 uint64_t heap_pages_free(void);
 
 /* Exceptions in host context. */
@@ -275,6 +278,23 @@ __noreturn void arch_hold(void);
 /* Host interrupts opened and closed around draining the APIC at an INIT. */
 void arch_host_irq_open(void);
 void arch_host_irq_close(void);
+
+/* MSRs the guest sees differently from the processor (guestmsr.c): the exit handlers
+ * ask here first. MSR_PASS: perform it on the processor; MSR_DONE: answered (a read's
+ * value in *val); MSR_GP: the guest gets #GP(0). */
+enum msr_outcome { MSR_PASS, MSR_DONE, MSR_GP };
+enum msr_outcome guest_msr_read(struct vcpu *v, uint32_t msr, uint64_t *val);
+enum msr_outcome guest_msr_write(struct vcpu *v, uint32_t msr, uint64_t val);
+struct msr_range { uint32_t first, last; };
+extern const struct msr_range guest_msr_intercepted[];  /* reads and writes must exit */
+extern const unsigned guest_msr_intercepted_count;
+struct mtrr_state;
+/* The memory type of a block of guest-physical memory (pt_retype's type_of, ctx = the
+ * MTRRs), and the BSP's MTRRs as the firmware left them (the first types). */
+int guest_memory_type(void *ctx, uint64_t gpa, uint64_t size);
+const struct mtrr_state *guest_mtrr_initial(struct pcpu *c);
+/* Implemented by the architecture half: the nested tables take the types of m. */
+void arch_guest_memory_types(const struct mtrr_state *m);
 
 /* The guest's CPUID results into v->regs (cpuid.c): VMX/SVM hidden, OSXSAVE per its CR4. */
 void guest_cpuid(struct vcpu *v, uint64_t guest_cr4);

@@ -50,7 +50,7 @@ display_library: $display
 romimage: file=/usr/share/bochs/BIOS-bochs-latest
 vgaromimage: file=/usr/share/vgabios/vgabios.bin
 megs: 128
-cpu: count=$smp, model=corei7_skylake_x
+cpu: count=$smp, model=corei7_skylake_x, ignore_bad_msrs=0
 clock: sync=none
 ata0: enabled=1, ioaddr1=0x1f0, ioaddr2=0x3f0, irq=14
 ata0-master: type=disk, path=disk.img, mode=flat, cylinders=20, heads=16, spt=63
@@ -105,7 +105,8 @@ smp_cases="ap_startup ap_starts_ap ipi_all_pairs apic_access_loop nmi_storm \
            init_physical init_bsp"
 case $mode in
 plain)
-    for t in boot_state e820_call memsize_calls fault_recovery $smp_cases; do
+    for t in boot_state e820_call memsize_calls fault_recovery virt_hidden mtrr_writes \
+             $smp_cases; do
         expect "^guest: (PASS|SKIP) $t" "$t did not pass"
     done
     # Without the hypervisor, VMCALL must have been caught as #UD, not crashed the guest.
@@ -116,19 +117,19 @@ plain)
     expect '^guest: SKIP iomon_ports: no hypervisor' "iomon_ports did not skip"
     expect '^guest: SKIP user_hypercall: no hypervisor' "user_hypercall did not skip"
     expect '^guest: SKIP dma_protection: no hypervisor' "dma_protection did not skip"
-    expect_counts 32 5
+    expect_counts 34 5
     ;;
 fakehv)
     for t in boot_state e820_call e820_hides_hypervisor memsize_calls hello_hypercall \
              unknown_hypercall hypervisor_write_blocked runtime_info fault_recovery \
-             $smp_cases; do
+             virt_hidden mtrr_writes $smp_cases; do
         expect "^guest: (PASS|SKIP) $t" "$t did not pass"
     done
     expect '^guest: SKIP wprot_pages: hypapp wprot is not built in' \
         "wprot_pages did not skip"
     expect '^guest: SKIP dma_protection: (no hypervisor|the hypervisor does not answer)' \
         "dma_protection did not skip"
-    expect_counts 37 0
+    expect_counts 39 0
     ;;
 bench)
     expect '^bench: xapic_read ticks/access=' "no xapic_read figure"

@@ -79,3 +79,22 @@ uint64_t *ept_lookup(uint64_t *root, uint64_t gpa, uint64_t *level_size,
     struct pt_alloc p = pt_alloc_of(a);
     return pt_lookup(&ept_format, root, gpa, level_size, &p);
 }
+
+static uint64_t ept_type_bits(int type, bool large)
+{
+    (void)large;
+    uint64_t t = (uint64_t)type;
+    if (t == 2 || t == 3 || t > 6)
+        t = EPT_MT_UC;                  /* never a reserved type (a misconfiguration) */
+    return t << EPT_MT_SHIFT;
+}
+
+int ept_retype(uint64_t *root, uint64_t gpa, uint64_t len,
+               int (*type_of)(void *ctx, uint64_t gpa, uint64_t size), void *ctx,
+               const struct ept_alloc *a)
+{
+    struct pt_alloc p = pt_alloc_of(a);
+    uint64_t mask = 7ull << EPT_MT_SHIFT;
+    struct pt_retype r = { type_of, ept_type_bits, mask, mask, ctx };
+    return pt_retype(&ept_format, root, gpa, len, &r, &p);
+}

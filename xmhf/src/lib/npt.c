@@ -16,6 +16,8 @@ const struct pt_format npt_format = {
     .present = NPT_P,
     .table = NPT_P | NPT_RW | NPT_US,
     .large = NPT_PS,
+    .pat_large = NPT_PAT_LARGE,
+    .pat_small = NPT_PAT_4K,
 };
 
 #define NPT_PROT_ALLOWED (NPT_P | NPT_RW | NPT_US | NPT_PWT | NPT_PCD | NPT_A | NPT_D | NPT_NX)
@@ -36,4 +38,28 @@ int npt_unmap(uint64_t *root, uint64_t gpa, uint64_t len, const struct pt_alloc 
 uint64_t *npt_lookup(uint64_t *root, uint64_t gpa, uint64_t *size, const struct pt_alloc *a)
 {
     return pt_lookup(&npt_format, root, gpa, size, a);
+}
+
+/* Memory types through the host PAT (npt.h: NPT_HOST_PAT): the index is PAT:PCD:PWT. */
+static uint64_t npt_type_bits(int type, bool large)
+{
+    unsigned idx;
+    switch (type) {
+    case NPT_TYPE_WB: idx = 0; break;
+    case NPT_TYPE_WT: idx = 1; break;
+    case NPT_TYPE_WC: idx = 4; break;
+    case NPT_TYPE_WP: idx = 5; break;
+    default: idx = 3; break;            /* UC, and anything undecided */
+    }
+    return ((idx & 1) ? NPT_PWT : 0) | ((idx & 2) ? NPT_PCD : 0) |
+           ((idx & 4) ? (large ? NPT_PAT_LARGE : NPT_PAT_4K) : 0);
+}
+
+int npt_retype(uint64_t *root, uint64_t gpa, uint64_t len,
+               int (*type_of)(void *ctx, uint64_t gpa, uint64_t size), void *ctx,
+               const struct pt_alloc *a)
+{
+    struct pt_retype r = { type_of, npt_type_bits, NPT_PWT | NPT_PCD | NPT_PAT_4K,
+                           NPT_PWT | NPT_PCD | NPT_PAT_LARGE, ctx };
+    return pt_retype(&npt_format, root, gpa, len, &r, a);
 }

@@ -53,9 +53,14 @@ static uint64_t *next_table(const struct pt_format *f, uint64_t *e, unsigned lev
     if (is_present(f, old)) {
         uint64_t step = level_size(level - 1);
         uint64_t base = old & PT_ADDR_MASK & ~(level_size(level) - 1);
+        /* (a large leaf's PAT bit 12 lies inside PT_ADDR_MASK but below its alignment,
+         * so the base above does not carry it) */
         uint64_t attr = old & ~PT_ADDR_MASK;
+        bool pat = f->pat_large && (old & f->pat_large);
         if (level == 1)
-            attr &= ~f->large;
+            attr = (attr & ~f->large) | (pat ? f->pat_small : 0);
+        else if (pat)
+            attr |= f->pat_large;       /* inside the address field's range: re-added */
         for (unsigned i = 0; i < PT_ENTRIES; i++)
             t[i] = (base + (uint64_t)i * step) | attr;
     }
@@ -157,4 +162,41 @@ uint64_t *pt_lookup(const struct pt_format *f, uint64_t *root, uint64_t in, uint
         }
         table = table_of(*e, a);
     }
+}
+
+int pt_retype(const struct pt_format *f, uint64_t *root, uint64_t in, uint64_t len,
+              const struct pt_retype *r, const struct pt_alloc *a)
+{
+    if (f == NULL || root == NULL || a == NULL || r == NULL || !in_range_ok(in, len))
+        return -1;
+    while (len != 0) {
+        uint64_t *table = root, *e = NULL, size = SIZE_4K;
+        for (unsigned level = 3;; level--) {
+            e = &table[level_index(in, level)];
+            size = level_size(level);
+            if (!is_present(f, *e))
+                break;
+            if (is_leaf(f, *e, level)) {
+                uint64_t base = in & ~(size - 1);
+                int t = r->type_of(r->ctx, base, size);
+                if (level == 0 || t >= 0) {
+                    bool large = level != 0;
+                    uint64_t mask = large ? r->mask_large : r->mask_small;
+                    *e = (*e & ~mask) | (r->bits_of(t < 0 ? 0 : t, large) & mask);
+                    break;
+                }
+            }
+            /* A table, or a large leaf of mixed type: split (next_table keeps every
+             * attribute) and decide below. */
+            table = next_table(f, e, level, a);
+            if (table == NULL)
+                return -1;
+        }
+        uint64_t step = size - (in & (size - 1));
+        if (step > len)
+            step = len;
+        in += step;
+        len -= step;
+    }
+    return 0;
 }

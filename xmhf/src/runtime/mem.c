@@ -41,6 +41,18 @@ void *page_alloc(uint64_t *pa)
     return pages_alloc(1, pa);
 }
 
+/* What the guest's own actions make the hypervisor allocate (tables for MMIO it
+ * touches, page tables split for its memory types) stops short of the last
+ * GUEST_RESERVE_PAGES: the guest gets a refusal, never the hypervisor a panic. */
+#define GUEST_RESERVE_PAGES 64u
+void *page_alloc_guest(uint64_t *pa)
+{
+    spin_lock(&heap_lock);
+    bool room = heap_pages_free() > GUEST_RESERVE_PAGES;
+    spin_unlock(&heap_lock);
+    return room ? page_alloc(pa) : NULL;
+}
+
 uint64_t virt_to_phys(const void *va)
 {
     uint64_t v = (uint64_t)(uintptr_t)va;

@@ -5,6 +5,7 @@
  * tables down to its APIC page (ptpath.h), the shared tables everywhere else. */
 #include "apic.h"
 #include "dmap.h"
+#include "mtrr.h"
 #include "npt.h"
 #include "svm-x86svm.h"
 #include "msr.h"
@@ -27,8 +28,21 @@ static void *npt_p2v(void *ctx, uint64_t pa)
     return phys_to_virt(pa);
 }
 
+/* Tables the guest's actions grow (lazy MMIO, split pages for its memory types) come
+ * from the guarded allocator: refused, not a panic, near the end of the heap. */
+static void *npt_page_guest(void *ctx, uint64_t *pa)
+{
+    (void)ctx;
+    return page_alloc_guest(pa);
+}
+
 static const struct pt_alloc npt_heap = { npt_page, npt_p2v, NULL };
+static const struct pt_alloc npt_guest_heap = { npt_page_guest, npt_p2v, NULL };
 static void sync_private_paths(void);
+/* The MTRRs the memory types come from, and a generation every CPU compares before it
+ * enters its guest: a change of types is flushed on each CPU. */
+static const struct mtrr_state *types_from;
+static volatile uint64_t types_gen;
 
 #define PROT_UC (NPT_RWX | NPT_MT_UC)
 #define PROT_WB (NPT_RWX | NPT_MT_WB)
@@ -66,14 +80,20 @@ void arch_nested_paging_init(void)
     for (unsigned i = 0; i < nio; i++)
         if (npt_unmap(npt_root, io[i].base, io[i].size, &npt_heap) != 0)
             panic("NPT: out of table pages");
+    /* Memory types: the guest's MTRRs, which start as the firmware left them. */
+    types_from = guest_mtrr_initial(g_pcpu[0]);
+    if (npt_retype(npt_root, 0, top, guest_memory_type, (void *)types_from, &npt_heap) != 0)
+        panic("NPT: out of table pages");
     printk("xmhf: NPT: identity map of 0-%llx (%llu table pages), %llx-%llx not mapped\n",
            (unsigned long long)top, (unsigned long long)(before - heap_pages_free()),
            (unsigned long long)g_bp->region_base,
            (unsigned long long)(g_bp->region_base + g_bp->region_size));
 }
 
-/* MMIO beyond the initial map: map its 2 MiB uncached. 0 when mapped (or already mapped
- * by another CPU), -1 when gpa is outside the physical address space or the hypervisor's. */
+/* MMIO beyond the initial map: map its 2 MiB uncached (or write-combining, as the
+ * guest's MTRRs may say). 0 when mapped (or already mapped by another CPU), -1 when gpa
+ * is outside the physical address space or the hypervisor's, or the guest's share of
+ * table pages is used up. */
 int svm_npt_map_lazy(uint64_t gpa)
 {
     if (gpa >= phys_bits_limit || gpa_in_hypervisor(gpa, 1))
@@ -81,9 +101,11 @@ int svm_npt_map_lazy(uint64_t gpa)
     uint64_t base = gpa & ~0x1fffffull;
     spin_lock(&npt_lock);
     if (!npt_lookup(npt_root, gpa, NULL, &npt_heap) &&
-        npt_map(npt_root, base, base, 0x200000ull, PROT_UC, &npt_heap) != 0) {
+        (npt_map(npt_root, base, base, 0x200000ull, PROT_UC, &npt_guest_heap) != 0 ||
+         npt_retype(npt_root, base, 0x200000ull, guest_memory_type, (void *)types_from,
+                    &npt_guest_heap) != 0)) {
         spin_unlock(&npt_lock);
-        panic("NPT: out of table pages");
+        return -1;      /* out of the pages the guest may use: refused like the region */
     }
     sync_private_paths();
     spin_unlock(&npt_lock);
@@ -230,4 +252,30 @@ void arch_tlb_flush_local(struct pcpu *c)
     if (s->vmcb)
         s->vmcb->ctl.tlb_control = (s->feat.edx & SVM_FEAT_FLUSH_BY_ASID) ? SVM_TLB_FLUSH_ASID
                                                                           : SVM_TLB_FLUSH_ALL;
+}
+/* The guest changed its MTRRs: every present leaf takes the type they give (a large
+ * page of mixed type is split), the private paths copy the result, and every CPU
+ * flushes its TLB before it runs guest code again (types_gen, checked at each exit).
+ * Out of the guest's table pages, the blocks not done keep their previous types. */
+void arch_guest_memory_types(const struct mtrr_state *m)
+{
+    spin_lock(&npt_lock);
+    types_from = m;
+    if (npt_retype(npt_root, 0, phys_bits_limit, guest_memory_type, (void *)m,
+                   &npt_guest_heap) != 0)
+        printk("xmhf: NPT: out of table pages for the guest's memory types; some keep "
+               "their previous type\n");
+    sync_private_paths();
+    __atomic_add_fetch(&types_gen, 1, __ATOMIC_SEQ_CST);
+    spin_unlock(&npt_lock);
+}
+
+/* Before this CPU enters its guest: a change of memory types since its last flush? */
+void svm_npt_types_flush(struct svm_cpu *s)
+{
+    uint64_t gen = __atomic_load_n(&types_gen, __ATOMIC_ACQUIRE);
+    if (s->types_gen != gen) {
+        s->types_gen = gen;
+        s->vmcb->ctl.tlb_control = SVM_TLB_FLUSH_ALL;
+    }
 }

@@ -59,11 +59,12 @@ static void exit_excp_ud(struct vcpu *v)
         inject_ud(v);
 }
 
-/* MSR accesses that exit: those the permission map intercepts (EFER, VM_CR,
- * VM_HSAVE_PA; see svm-x86svm.c) and those outside the map's ranges, which always exit
- * (15.11). EXITINFO1 is 0 for RDMSR, 1 for WRMSR. The guest sees a processor without
- * SVM: EFER.SVME reads as 0 and setting it is a reserved-bit #GP; VM_CR and
- * VM_HSAVE_PA do not exist for it. */
+/* MSR accesses that exit: those the permission map intercepts (EFER, the APIC writes,
+ * and guestmsr.c's: MTRRs, AMD memory-type MSRs, VM_CR, VM_HSAVE_PA, SVM_KEY; see
+ * svm-x86svm.c) and those outside the map's ranges, which always exit (15.11).
+ * EXITINFO1 is 0 for RDMSR, 1 for WRMSR. The guest sees a processor without SVM:
+ * EFER.SVME reads as 0 and setting it is a reserved-bit #GP; VM_CR, VM_HSAVE_PA and
+ * SVM_KEY do not exist for it (guestmsr.c). */
 static bool guest_write_efer(struct vcpu *v, uint64_t val)
 {
     struct vmcb *vm = vmcb_of(v);
@@ -98,8 +99,12 @@ static void exit_msr(struct vcpu *v)
         svm_smpg_x2apic_icr_write(v, val);
         return;
     }
+    enum msr_outcome o = msr == MSR_IA32_EFER ? MSR_PASS :
+                         write ? guest_msr_write(v, msr, val) : guest_msr_read(v, msr, &val);
     if (msr == MSR_VM_CR || msr == MSR_VM_HSAVE_PA) {
-        ok = false;
+        ok = false;         /* whatever the vendor string says */
+    } else if (o != MSR_PASS) {
+        ok = o == MSR_DONE;
     } else if (msr == MSR_IA32_EFER) {
         if (write) {
             ok = guest_write_efer(v, val);
@@ -473,6 +478,9 @@ void svm_exit_handler(struct pcpu *c, struct gregs *g)
     struct vcpu v = { c, g };
     struct vmcb *vm = svm_of(c)->vmcb;
     uint64_t code = vm->ctl.exitcode;
+    /* QEMU's TCG stores the negative codes in 32 bits (0xffffffff for -1). */
+    if (code >= 0xfffffffcull && code <= 0xffffffffull)
+        code = vm->ctl.exitcode = code | 0xffffffff00000000ull;
     g->r[R_AX] = vm->save.rax;
     /* Whatever the last VMRUN injected was delivered, or it is in EXITINTINFO now. */
     vm->ctl.eventinj = 0;
@@ -492,6 +500,7 @@ void svm_exit_handler(struct pcpu *c, struct gregs *g)
     else
         exit_unexpected(&v);
     reinject_interrupted_event(vm, info);
+    svm_npt_types_flush(svm_of(c));
     vm->save.rax = g->r[R_AX];
     guestmem_tlb_sync(c);
 }

@@ -6,6 +6,7 @@
 #include "gwalk.h"
 #include "hypapp-dispatch.h"
 #include "msr.h"
+#include "npt.h"
 #include "svm-x86svm.h"
 
 const char *const arch_name = "SVM";
@@ -17,8 +18,9 @@ bool arch_guest_event_pending(struct vcpu *v)
 }
 
 
-/* The MSR permission map, shared by every CPU (read-only once built). Only the MSRs that
- * would expose or break SVM are intercepted (15.11 "MSR Intercepts"):
+/* The MSR permission map, shared by every CPU (read-only once built). Intercepted (15.11
+ * "MSR Intercepts"): guestmsr.c's list (the guest's MTRRs, AMD's memory-type MSRs, the
+ * SVM and VMX MSRs it must not see), and the MSRs that would expose or break SVM:
  *   EFER         the guest must neither see nor clear SVME (15.4 "Enabling SVM": clearing
  *                it while in guest mode would make the next VMRUN fail);
  *   VM_CR        SVM's own control (SVMDIS, LOCK);
@@ -36,6 +38,9 @@ static void msrpm_build(void)
     spin_lock(&msrpm_lock);
     if (!msrpm) {
         uint8_t *m = pages_alloc(SVM_MSRPM_SIZE / 4096, &msrpm_pa);
+        for (unsigned i = 0; i < guest_msr_intercepted_count; i++)
+            for (uint32_t n = guest_msr_intercepted[i].first; n <= guest_msr_intercepted[i].last; n++)
+                svm_msrpm_intercept(m, n, SVM_MSRPM_READ | SVM_MSRPM_WRITE);  /* -1: exits anyway */
         if (svm_msrpm_intercept(m, MSR_IA32_EFER, SVM_MSRPM_READ | SVM_MSRPM_WRITE) ||
             svm_msrpm_intercept(m, MSR_VM_CR, SVM_MSRPM_READ | SVM_MSRPM_WRITE) ||
             svm_msrpm_intercept(m, MSR_VM_HSAVE_PA, SVM_MSRPM_READ | SVM_MSRPM_WRITE) ||
@@ -181,6 +186,9 @@ int arch_cpu_init(struct pcpu *c)
     c->arch_page[3] = page_alloc(&c->arch_page_pa[3]);     /* host VMSAVE image */
     s->host_state_pa = c->arch_page_pa[3];
     wrmsr(MSR_VM_HSAVE_PA, c->arch_page_pa[0]);
+    /* The host PAT the nested entries' memory types index (npt.h): entries 0-3 as at
+     * power-on, so the hypervisor's own mappings (PAT bit clear) keep their types. */
+    wrmsr(MSR_IA32_PAT, NPT_HOST_PAT);
     msrpm_build();
     uint32_t e = s->feat.edx;
     printk("xmhf: CPU %u (APIC ID %u): SVM on, revision %u, %u ASIDs; NPT %s, NRIP save %s, "

@@ -36,6 +36,7 @@ struct svm_cpu {
     bool nmi_force;             /* inject at the next entry whatever the shadow says */
     bool nmi_iret_armed;        /* nmi_iret_rip: the handler's IRET, maybe not yet run */
     uint64_t nmi_iret_rip;
+    uint64_t types_gen;         /* memory types flushed up to (npt-x86svm.c) */
 };
 _Static_assert(sizeof(struct svm_cpu) <= 4096, "struct svm_cpu lives in one page");
 static inline struct svm_cpu *svm_of(struct pcpu *c) { return c->arch_page[2]; }
@@ -55,6 +56,7 @@ void svm_npt_retarget(struct pcpu *c, uint64_t apic_gpa);
  * capture page writable for a step. */
 enum apic_map { APIC_MAP_GUARD, APIC_MAP_CAPTURE };
 void svm_npt_apic_entry(struct svm_cpu *s, enum apic_map how);
+void svm_npt_types_flush(struct svm_cpu *s);
 
 /* smpg-x86svm.c */
 void svm_smpg_cpu_setup(struct pcpu *c);

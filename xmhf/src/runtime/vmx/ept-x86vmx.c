@@ -4,6 +4,7 @@
 #include "apic.h"
 #include "dmap.h"
 #include "ept.h"
+#include "mtrr.h"
 #include "ptpath.h"
 #include "vmx-x86vmx.h"
 #include "xmhf-hypapp.h"
@@ -24,9 +25,22 @@ static void *ept_p2v(void *ctx, uint64_t pa)
     return phys_to_virt(pa);
 }
 
+/* Tables the guest's actions grow (lazy MMIO, split pages for its memory types) come
+ * from the guarded allocator: refused, not a panic, near the end of the heap. */
+static void *ept_page_guest(void *ctx, uint64_t *pa)
+{
+    (void)ctx;
+    return page_alloc_guest(pa);
+}
+
 static const struct ept_alloc ept_heap = { ept_page, ept_p2v, NULL };
+static const struct ept_alloc ept_guest_heap = { ept_page_guest, ept_p2v, NULL };
 static const struct pt_alloc ept_pt_heap = { ept_page, ept_p2v, NULL };
 static void sync_private_paths(void);
+/* The MTRRs the memory types come from, and a generation every CPU compares before it
+ * enters its guest: a change of types is flushed (INVEPT) on each CPU. */
+static const struct mtrr_state *types_from;
+static volatile uint64_t types_gen;
 
 #define PROT_UC (EPT_RWX | (EPT_MT_UC << EPT_MT_SHIFT))
 #define PROT_WB (EPT_RWX | (EPT_MT_WB << EPT_MT_SHIFT))
@@ -64,14 +78,20 @@ void arch_nested_paging_init(void)
     for (unsigned i = 0; i < nio; i++)
         if (ept_unmap(ept_root, io[i].base, io[i].size, &ept_heap) != 0)
             panic("EPT: out of table pages");
+    /* Memory types: the guest's MTRRs, which start as the firmware left them. */
+    types_from = guest_mtrr_initial(g_pcpu[0]);
+    if (ept_retype(ept_root, 0, top, guest_memory_type, (void *)types_from, &ept_heap) != 0)
+        panic("EPT: out of table pages");
     printk("xmhf: EPT: identity map of 0-%llx (%llu table pages), %llx-%llx not mapped\n",
            (unsigned long long)top, (unsigned long long)(before - heap_pages_free()),
            (unsigned long long)g_bp->region_base,
            (unsigned long long)(g_bp->region_base + g_bp->region_size));
 }
 
-/* MMIO beyond the initial map: map its 2 MiB uncached. Returns 0 when mapped (or
- * already mapped by another CPU), -1 when gpa is outside the physical address space. */
+/* MMIO beyond the initial map: map its 2 MiB uncached (or as the guest's MTRRs say, if
+ * write-combining). Returns 0 when mapped (or already mapped by another CPU), -1 when
+ * gpa is outside the physical address space or the guest's share of table pages is
+ * used up. */
 int vmx_ept_map_lazy(uint64_t gpa)
 {
     if (gpa >= phys_bits_limit || gpa_in_hypervisor(gpa, 1))
@@ -79,9 +99,11 @@ int vmx_ept_map_lazy(uint64_t gpa)
     uint64_t base = gpa & ~(PAGE_SIZE_2M - 1);
     spin_lock(&ept_lock);
     if (!ept_lookup(ept_root, gpa, NULL, &ept_heap) &&
-        ept_map(ept_root, base, base, PAGE_SIZE_2M, PROT_UC, &ept_heap) != 0) {
+        (ept_map(ept_root, base, base, PAGE_SIZE_2M, PROT_UC, &ept_guest_heap) != 0 ||
+         ept_retype(ept_root, base, PAGE_SIZE_2M, guest_memory_type, (void *)types_from,
+                    &ept_guest_heap) != 0)) {
         spin_unlock(&ept_lock);
-        panic("EPT: out of table pages");
+        return -1;      /* out of the pages the guest may use: refused like the region */
     }
     sync_private_paths();
     spin_unlock(&ept_lock);
@@ -232,4 +254,32 @@ void arch_tlb_flush_local(struct pcpu *c)
 {
     (void)c;
     invept_all();
+}
+/* The guest changed its MTRRs: every present leaf takes the type they give (a large
+ * page of mixed type is split), the private paths copy the result, and every CPU
+ * flushes its cached translations before it runs guest code again (this one now, the
+ * others at their next exit: types_gen). Out of the guest's table pages, the blocks not
+ * done keep their types, which are the hypervisor's rules applied to older MTRRs. */
+void arch_guest_memory_types(const struct mtrr_state *m)
+{
+    spin_lock(&ept_lock);
+    types_from = m;
+    if (ept_retype(ept_root, 0, phys_bits_limit, guest_memory_type, (void *)m,
+                   &ept_guest_heap) != 0)
+        printk("xmhf: EPT: out of table pages for the guest's memory types; some keep "
+               "their previous type\n");
+    sync_private_paths();
+    __atomic_add_fetch(&types_gen, 1, __ATOMIC_SEQ_CST);
+    spin_unlock(&ept_lock);
+    vmx_ept_types_flush(vmx_of(this_pcpu()));
+}
+
+/* Before this CPU enters its guest: a change of memory types since its last flush? */
+void vmx_ept_types_flush(struct vmx_cpu *x)
+{
+    uint64_t gen = __atomic_load_n(&types_gen, __ATOMIC_ACQUIRE);
+    if (x->types_gen != gen) {
+        x->types_gen = gen;
+        invept_all();
+    }
 }

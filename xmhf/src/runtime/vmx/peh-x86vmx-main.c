@@ -36,20 +36,24 @@ static void exit_vmcall(struct vcpu *v)
         vmx_skip_instruction(v);
 }
 
-/* Only MSRs outside the bitmap's ranges exit (24.6.9): performed on the guest's behalf,
- * a fault becomes the guest's #GP as on hardware. */
+/* MSRs the bitmap intercepts (guestmsr.c answers them) and those outside its ranges
+ * exit (24.6.9): performed on the guest's behalf unless guestmsr.c answers, a fault
+ * becomes the guest's #GP as on hardware. */
 static void exit_rdmsr(struct vcpu *v)
 {
     uint64_t *r = v->regs->r;
-    int fault;
+    int fault = 0;
     bool skip;
     if (hypapp_msr(v, false, &skip)) {     /* a hypapp's MSR (hypapp.c) */
         if (skip)
             vmx_skip_instruction(v);
         return;
     }
-    uint64_t val = rdmsr_safe(v->cpu, (uint32_t)r[R_CX], &fault);
-    if (fault) {
+    uint64_t val = 0;
+    enum msr_outcome o = guest_msr_read(v, (uint32_t)r[R_CX], &val);
+    if (o == MSR_PASS)
+        val = rdmsr_safe(v->cpu, (uint32_t)r[R_CX], &fault);
+    if (fault || o == MSR_GP) {
         arch_guest_inject_exception(v, EXC_GP, true, 0);
         return;
     }
@@ -77,7 +81,8 @@ static void exit_wrmsr(struct vcpu *v)
         vmx_smpg_x2apic_icr_write(v, val);
         return;
     }
-    if (wrmsr_safe(v->cpu, msr, val) != 0)
+    enum msr_outcome o = guest_msr_write(v, msr, val);
+    if (o == MSR_GP || (o == MSR_PASS && wrmsr_safe(v->cpu, msr, val) != 0))
         arch_guest_inject_exception(v, EXC_GP, true, 0);
     else
         vmx_skip_instruction(v);
@@ -446,5 +451,6 @@ void vmx_exit_handler(struct pcpu *c, struct gregs *g)
         vmwrite32(VMCS_ENTRY_INSTR_LEN, vmread32(VMCS_EXIT_INSTR_LEN));
     }
     guestmem_tlb_sync(c);
+    vmx_ept_types_flush(vmx_of(c));
     vmx_nmi_prepare(c);
 }

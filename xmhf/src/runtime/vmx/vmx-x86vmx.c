@@ -33,9 +33,23 @@ bool arch_host_db_is_stale(uint64_t rip)
     return false;
 }
 
-static uint8_t *msr_bitmap;     /* all zero: MSRs 0-1fff and c0000000-c0001fff pass through */
+/* MSRs 0-1fff and c0000000-c0001fff pass through except the guest's MTRRs and the
+ * VMX capability MSRs (guestmsr.c) and the APIC writes below. */
+static uint8_t *msr_bitmap;
 static uint64_t msr_bitmap_pa;
 static struct spinlock msr_bitmap_lock = SPINLOCK_INIT("msr-bitmap");
+
+/* 24.6.9: read bitmaps for MSRs 0-1fff at 0, c0000000-c0001fff at 0x400, the write
+ * bitmaps 0x800 further; MSRs outside both ranges always exit. */
+static void msr_bitmap_intercept(uint8_t *map, uint32_t msr)
+{
+    uint32_t off = msr < 0x2000u ? 0 : (msr - 0xc0000000u < 0x2000u) ? 0x400u : 0xffffffffu;
+    if (off == 0xffffffffu)
+        return;
+    uint32_t bit = msr & 0x1fffu;
+    map[off + bit / 8] |= (uint8_t)(1u << (bit % 8));
+    map[0x800 + off + bit / 8] |= (uint8_t)(1u << (bit % 8));
+}
 
 /* Appendix A.3-A.5: bits 31:0 of a capability MSR are the allowed 0-settings (1 = must
  * be 1), bits 63:32 the allowed 1-settings. */
@@ -180,6 +194,9 @@ int arch_cpu_init(struct pcpu *c)
         msr_bitmap[0x800 + MSR_IA32_APIC_BASE / 8] |= 1u << (MSR_IA32_APIC_BASE % 8);
         if (!apic_zeroexit())
             msr_bitmap[0x800 + X2APIC_MSR(APIC_ICR_LO) / 8] |= 1u << (X2APIC_MSR(APIC_ICR_LO) % 8);
+        for (unsigned i = 0; i < guest_msr_intercepted_count; i++)
+            for (uint32_t m = guest_msr_intercepted[i].first; m <= guest_msr_intercepted[i].last; m++)
+                msr_bitmap_intercept(msr_bitmap, m);
     }
     spin_unlock(&msr_bitmap_lock);
     if (apic_zeroexit()) {

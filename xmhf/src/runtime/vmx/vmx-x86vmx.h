@@ -32,6 +32,7 @@ struct vmx_cpu {
     bool step_event;        /* TF mode: an event's delivery wrote the page (no TF) */
     uint64_t step_rip;
     uint32_t saved_exc_bitmap;
+    uint64_t types_gen;                         /* memory types flushed up to (ept-x86vmx.c) */
 };
 _Static_assert(sizeof(struct vmx_cpu) <= 4096, "struct vmx_cpu lives in one page");
 static inline struct vmx_cpu *vmx_of(struct pcpu *c) { return c->arch_page[2]; }
@@ -43,6 +44,7 @@ int vmx_ept_private_build(struct vmx_cpu *x, uint64_t apic_gpa);
  * capture page writable for a step. */
 enum apic_map { APIC_MAP_GUARD, APIC_MAP_CAPTURE };
 void vmx_ept_apic_entry(struct vmx_cpu *x, enum apic_map how);
+void vmx_ept_types_flush(struct vmx_cpu *x);
 
 /* smpg-x86vmx.c */
 void vmx_smpg_cpu_setup(struct pcpu *c);
