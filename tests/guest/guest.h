@@ -371,6 +371,8 @@ bool t_debug_apic_breakpoint(struct test_result *r);
 /* msr_tests.c */
 bool t_virt_hidden(struct test_result *r);
 bool t_mtrr_writes(struct test_result *r);
+/* task_tests.c + pm32.S */
+bool t_task_switches(struct test_result *r);
 void print_hv_stats(void);
 
 /* ---- apic.c: the local APIC in xAPIC mode (SDM Vol. 3A, chapter 11) --------------- */

@@ -22,6 +22,13 @@ struct gwalk {
  * the way is not present or cannot be read. With CR0.PG clear, la's low 32 bits. */
 int gwalk_translate(const struct gwalk *g, uint64_t la, uint64_t *gpa);
 
+/* A supervisor data access of la as the processor checks it (SDM 4.6): not present, or
+ * a write to a page some level maps read-only while CR0.WP is set, is a page fault: -1
+ * and *pf_err its error code (P bit 0, W/R bit 1; reserved bits are not checked, and
+ * A/D bits are not set). 0 and *gpa otherwise. */
+int gwalk_access(const struct gwalk *g, uint64_t la, int write, uint64_t *gpa,
+                 uint32_t *pf_err);
+
 /* Reads n bytes at guest linear address la (crossing pages as needed); 0 or -1. */
 int gwalk_read(const struct gwalk *g, uint64_t la, void *buf, unsigned n);
 

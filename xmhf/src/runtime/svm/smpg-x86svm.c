@@ -45,6 +45,7 @@
  * this CPU's tables ever mapped it, so only its TLB can hold the translation. Flush by
  * ASID where CPUID says so, else flush-all (QEMU TCG implements only that encoding). */
 #include "apic.h"
+#include "gwalk.h"
 #include "msr.h"
 #include "svm-x86svm.h"
 
@@ -101,6 +102,28 @@ static void step_begin(struct svm_cpu *s, enum svm_step kind)
         vm->ctl.intercept1 |= SVM_INTERCEPT_INTR;
     else
         vm->save.rflags |= RFLAGS_TF;
+    s->step_tr = vm->save.tr;
+    s->step_cr3 = vm->save.cr3;
+}
+
+/* The stepped instruction switched tasks (an IRET with NT, a JMP or CALL to a TSS in an
+ * interrupt shadow): the processor saved the old task's EFLAGS, with the step's TF, in
+ * the old TSS, where the next switch back would load it. The guest's own TF aside, it
+ * is cleared there (32-bit TSS: EFLAGS at 24h; 16-bit: FLAGS at 10h; SDM Vol. 3A 8.2.1),
+ * through the old task's page tables. */
+static void step_untrace_old_task(struct svm_cpu *s)
+{
+    struct vmcb *vm = s->vmcb;
+    unsigned type = s->step_tr.attrib & 0xf;
+    uint64_t la = s->step_tr.base + ((type & 8) ? 0x24 : 0x10), gpa;
+    struct gwalk g = { vm->save.cr0, s->step_cr3, vm->save.cr4, vm->save.efer,
+                       svm_gpa_read, NULL };
+    uint8_t fl;
+    if (gwalk_translate(&g, (la + 1) & 0xffffffffull, &gpa) == 0 &&
+        guest_phys_read(gpa, &fl, 1) == 0) {
+        fl &= (uint8_t)~(RFLAGS_TF >> 8);
+        guest_phys_write(gpa, &fl, 1);
+    }
 }
 
 /* Undoes what step_begin changed. `executed`: the instruction completed. An IRET that
@@ -120,6 +143,8 @@ static void step_end(struct svm_cpu *s, bool executed)
     vm->ctl.vintr = s->saved_vintr;
     if (!s->step_guest_tf && !(s->step == STEP_IRET && executed) && s->step != STEP_APIC_EVENT)
         vm->save.rflags &= ~RFLAGS_TF;
+    if (executed && !s->step_guest_tf && vm->save.tr.sel != s->step_tr.sel)
+        step_untrace_old_task(s);
     vm->save.dr6 = s->step_dr6;
     if (s->step == STEP_IRET && !executed) {
         s->nmi_blocked = true;                      /* the handler has not returned */

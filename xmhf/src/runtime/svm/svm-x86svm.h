@@ -29,6 +29,8 @@ struct svm_cpu {
     uint32_t step;              /* enum svm_step */
     bool step_guest_tf;         /* RFLAGS.TF was the guest's own at the start */
     uint64_t step_rip, step_dr6;
+    struct svm_seg step_tr;     /* TR and CR3 at the start: a task switch in the step */
+    uint64_t step_cr3;
     uint32_t saved_exc, saved_int1, saved_int2;
     uint64_t saved_vintr;
     /* NMI delivery: the guest's NMI blocking from an injected NMI to its IRET. */
@@ -69,6 +71,7 @@ void svm_nmi_prepare(struct pcpu *c);
 
 /* svm-x86svm.c */
 int svm_guest_read_linear(struct vcpu *v, uint64_t la, void *buf, unsigned n);
+int svm_gpa_read(void *ctx, uint64_t gpa, void *buf, unsigned n);  /* gwalk's reader */
 uint64_t svm_guest_cs_linear(struct vcpu *v, uint64_t rip);
 unsigned svm_insn_len(struct vcpu *v, unsigned opcode_len);
 void svm_skip_instruction(struct vcpu *v, unsigned opcode_len);

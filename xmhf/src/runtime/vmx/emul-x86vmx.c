@@ -21,7 +21,7 @@ static void load_pdptes(uint64_t cr3)
     vmwrite64(VMCS_GUEST_PDPTE3, pdpte[3]);
 }
 
-static void after_paging_change(struct vmx_cpu *x, uint64_t cr0, uint64_t cr4, uint64_t efer)
+void vmx_after_paging_change(struct vmx_cpu *x, uint64_t cr0, uint64_t cr4, uint64_t efer)
 {
     if ((cr0 & CR0_PG) && (cr4 & CR4_PAE) && !(efer & EFER_LMA))
         load_pdptes(vmreadN(VMCS_GUEST_CR3));
@@ -57,7 +57,7 @@ static bool guest_write_cr0(struct vcpu *v, uint64_t val)
     vmwriteN(VMCS_CR0_SHADOW, val);
     vmwriteN(VMCS_GUEST_CR0, real);
     vmwrite64(VMCS_GUEST_EFER, efer);
-    after_paging_change(x, real, cr4, efer);
+    vmx_after_paging_change(x, real, cr4, efer);
     return true;
 }
 
@@ -74,7 +74,7 @@ static bool guest_write_cr4(struct vcpu *v, uint64_t val)
     uint64_t real = (val | x->cr4_fixed0) & x->cr4_fixed1;
     vmwriteN(VMCS_CR4_SHADOW, val);
     vmwriteN(VMCS_GUEST_CR4, real);
-    after_paging_change(x, vmreadN(VMCS_GUEST_CR0), real, efer);
+    vmx_after_paging_change(x, vmreadN(VMCS_GUEST_CR0), real, efer);
     return true;
 }
 
@@ -87,7 +87,7 @@ static void guest_cr3_access(struct vcpu *v, unsigned type, unsigned reg, uint64
         vmx_set_gpr(v, reg, vmreadN(VMCS_GUEST_CR3));
     } else {
         vmwriteN(VMCS_GUEST_CR3, val);
-        after_paging_change(vmx_of(v->cpu), vmreadN(VMCS_GUEST_CR0), vmreadN(VMCS_GUEST_CR4),
+        vmx_after_paging_change(vmx_of(v->cpu), vmreadN(VMCS_GUEST_CR0), vmreadN(VMCS_GUEST_CR4),
                             vmread64(VMCS_GUEST_EFER));
     }
     vmx_skip_instruction(v);

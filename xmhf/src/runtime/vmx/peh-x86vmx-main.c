@@ -297,12 +297,6 @@ static void exit_notify(struct vcpu *v)
         guest_reset(v, "instruction timeout with an invalid VM context");
 }
 
-/* Task switches always exit in VMX non-root operation (25.1.2). */
-static void exit_task_switch(struct vcpu *v)
-{
-    guest_reset(v, "task switch (not emulated yet)");
-}
-
 /* VM-entry failures (26.7, 26.8, 26.9): the guest state the hypervisor left cannot be
  * entered, so the guest cannot go on; the line names the reason. */
 static void exit_entry_failed(struct vcpu *v)
@@ -334,7 +328,7 @@ static const struct exit_entry exit_table[EXIT_REASON_COUNT] = {
     [EXIT_OTHER_SMI] = { exit_resume, "other SMI" },
     [EXIT_INTR_WINDOW] = { exit_intr_window, "interrupt window" },
     [EXIT_NMI_WINDOW] = { exit_resume, "NMI window" },
-    [EXIT_TASK_SWITCH] = { exit_task_switch, "task switch" },
+    [EXIT_TASK_SWITCH] = { vmx_exit_task_switch, "task switch" },
     [EXIT_CPUID] = { exit_cpuid, "CPUID" },
     [EXIT_GETSEC] = { inject_ud, "GETSEC" },
     [EXIT_HLT] = { vmx_exit_hlt, "HLT" },
@@ -438,13 +432,14 @@ void vmx_exit_handler(struct pcpu *c, struct gregs *g)
         vmx_of(c)->sipi_guard = false;
         vmx_write_proc(vmx_of(c));
     }
+    vmx_of(c)->vectoring_done = false;
     if (vmx_of(c)->stepping && vmx_smpg_step_exit(&v, basic))
         ;   /* the step's own exits: MTF, #DB, exceptions, interrupts */
     else if (basic < EXIT_REASON_COUNT && exit_table[basic].fn)
         exit_table[basic].fn(&v);
     else
         exit_unexpected(&v, reason);
-    if ((vec & INTR_INFO_VALID) && !event_pending()) {
+    if ((vec & INTR_INFO_VALID) && !event_pending() && !vmx_of(c)->vectoring_done) {
         vmwrite32(VMCS_ENTRY_INTR_INFO, vec & ~(1u << 12));
         if (vec & INTR_INFO_ERRCODE)
             vmwrite32(VMCS_ENTRY_EXC_ERRCODE, vmread32(VMCS_IDT_VECTORING_ERRCODE));

@@ -33,6 +33,8 @@ struct vmx_cpu {
     uint64_t step_rip;
     uint32_t saved_exc_bitmap;
     uint64_t types_gen;                         /* memory types flushed up to (ept-x86vmx.c) */
+    bool vectoring_done;                        /* this exit's handler delivered the event
+                                                   it interrupted (a task gate) */
 };
 _Static_assert(sizeof(struct vmx_cpu) <= 4096, "struct vmx_cpu lives in one page");
 static inline struct vmx_cpu *vmx_of(struct pcpu *c) { return c->arch_page[2]; }
@@ -80,6 +82,10 @@ static inline bool vmx_guest_64bit(void)
 
 /* emul-x86vmx.c: instructions and events performed on the guest's behalf. */
 void vmx_exit_cr_access(struct vcpu *v);
+/* After the hypervisor changed CR0/CR3/CR4/EFER: PAE PDPTEs and the IA-32e entry control. */
+void vmx_after_paging_change(struct vmx_cpu *x, uint64_t cr0, uint64_t cr4, uint64_t efer);
+/* taskswitch-x86vmx.c */
+void vmx_exit_task_switch(struct vcpu *v);
 void vmx_exit_dr_access(struct vcpu *v);
 void vmx_exit_io(struct vcpu *v);
 void vmx_exit_rdtsc(struct vcpu *v);
