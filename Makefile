@@ -54,7 +54,7 @@ INIT_OBJ := $(patsubst %,$(B)/init/%.o,$(INIT_SRC))
 RT_OBJ   := $(patsubst %,$(B)/rt/%.o,$(RT_SRC)) $(APP_OBJ)
 HDRS     := $(wildcard xmhf/include/*.h xmhf/src/runtime/*/*.h) config.mk
 
-.PHONY: all clean distclean check demo bench unit guest deps-build svm vmx-tf vmx-mtf hypapps \
+.PHONY: all clean distclean check demo bench unit fuzz guest deps-build svm vmx-tf vmx-mtf hypapps \
         matrix version install uninstall
 all: $(OUT)/init-x86-amd64.bin $(OUT)/hypervisor-x86-amd64.bin.gz
 
@@ -146,6 +146,12 @@ unit:
 	tools/deps.sh check
 	$(MAKE) -C tests/unit check
 
+# libFuzzer targets of the pure logic (tests/fuzz); make check runs each for 8 s.
+FUZZ_SECONDS ?= 600
+fuzz:
+	tools/deps.sh check
+	$(MAKE) -C tests/fuzz check FUZZ_SECONDS=$(FUZZ_SECONDS)
+
 # The two set-up commands of the README: each installs what it needs first.
 demo:
 	tools/deps.sh demo
@@ -200,6 +206,7 @@ clean:
 	rm -rf $(B) init-x86-amd64.bin hypervisor-x86-amd64.bin.gz
 	-$(MAKE) -C tests/unit clean
 	-$(MAKE) -C tests/guest clean
+	-$(MAKE) -C tests/fuzz clean
 
 distclean: clean
 	rm -rf config.mk config.status config.log configure.gen autom4te.cache

@@ -4,7 +4,7 @@
 # fails. Ends with the line "N passed, N failed".
 #
 # Steps: Debian packages; the builds (CHECK_BUILDS, from the Makefile; the build matrix
-# with CHECK_MATRIX); host unit tests (cmocka) and the runner's own unit tests (python);
+# with CHECK_MATRIX); the fuzz targets (tests/fuzz, FUZZ_SECONDS each); host unit tests (cmocka) and the runner's own unit tests (python);
 # every integration run of tests/integration.txt; the Linux guest (XMHF_CHECK_LINUX=0
 # leaves it out).
 #
@@ -59,6 +59,26 @@ for target in ${CHECK_BUILDS:-all svm vmx-tf vmx-mtf guest} ${CHECK_MATRIX:-}; d
         add 0 1
     fi
 done
+
+# ---- fuzz targets (libFuzzer, ASan/UBSan): each runs FUZZ_SECONDS (8); each target is
+# one test, failed by a finding (its input stays in tests/fuzz/build/crash-*)
+start=$(date +%s)
+make -s -C tests/fuzz check FUZZ_SECONDS="${FUZZ_SECONDS:-8}" >"$out/fuzz.log" 2>&1
+frc=$?
+line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out/fuzz.log" | tail -n1)
+if [ -n "$line" ]; then
+    set -- $(nums "$line")
+    p=$1; f=$2
+    [ $frc -eq 0 ] || [ "$f" -gt 0 ] || f=$((f + 1))
+    add "$p" "$f"
+    if [ "$f" = 0 ]; then v=PASS; else v=FAIL; fi
+    say "fuzz targets (${FUZZ_SECONDS:-8} s each)" "$v" "$p passed, $f failed ($(( $(date +%s) - start ))s)"
+    grep -E '^fuzz_' "$out/fuzz.log" | sed 's/^/    /'
+    [ "$f" = 0 ] || show "$out/fuzz.log" 60
+else
+    say "fuzz targets" "FAIL" "no summary line (build failed?)"; show "$out/fuzz.log"
+    add 0 1
+fi
 
 # ---- host unit tests
 start=$(date +%s)

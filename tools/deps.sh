@@ -4,7 +4,7 @@
 set -e
 pkgs="gcc make autoconf binutils python3 grub-pc-bin grub-common xorriso mtools"
 case "$1" in
-  check) pkgs="$pkgs libcmocka-dev bochs bochs-term bochsbios vgabios qemu-system-x86 qemu-utils xz-utils dpkg-dev build-essential syslinux syslinux-common dosfstools cpio" ;;
+  check) pkgs="$pkgs libcmocka-dev clang libclang-rt-14-dev bochs bochs-term bochsbios vgabios qemu-system-x86 qemu-utils xz-utils dpkg-dev build-essential syslinux syslinux-common dosfstools cpio" ;;
   demo)  pkgs="$pkgs bochs bochs-term bochsbios vgabios xz-utils dpkg-dev build-essential" ;;
 esac
 missing=""

@@ -563,9 +563,34 @@ static void test_ram_top(void **state)
     assert_int_equal(e820_ram_top(&m), 0);
 }
 
+/* init's clip to the mappable space: a firmware entry above 2^48, and one ending at
+ * 2^64 (stored as its two halves of the full space, or as a long tail), go or end at the
+ * limit; below it nothing moves. */
+static void test_clip(void **state)
+{
+    (void)state;
+    struct e820_map m;
+    const uint64_t L = 1ull << 48;
+    LOAD(&m, { 0, KB(639), E820_RAM }, { MB(1), GB(3), E820_RAM },
+         { L - GB(1), GB(2), E820_RAM }, { 1ull << 50, TOP - (1ull << 50) + 1, E820_RESERVED });
+    assert_int_equal(e820_sanitize(&m), 0);
+    assert_int_equal(e820_clip(&m, L), 2);
+    EXPECT(&m, { 0, KB(639), E820_RAM }, { MB(1), GB(3), E820_RAM }, { L - GB(1), GB(1), E820_RAM });
+    assert_int_equal(e820_ram_top(&m), L);
+    assert_int_equal(e820_clip(&m, L), 0);
+    LOAD(&m, { 0, TOP, E820_RAM });                     /* [0, 2^64 - 1) */
+    assert_int_equal(e820_sanitize(&m), 0);
+    assert_int_equal(e820_clip(&m, GB(4)), 1);
+    EXPECT(&m, { 0, GB(4), E820_RAM });
+    assert_int_equal(e820_clip(&m, 0), -1);
+    assert_int_equal(e820_clip(&m, 0x1234), -1);
+    EXPECT(&m, { 0, GB(4), E820_RAM });
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_clip),
         cmocka_unit_test(test_sanitize_sorts_and_merges),
         cmocka_unit_test(test_sanitize_overlaps),
         cmocka_unit_test(test_sanitize_holes_and_edges),

@@ -516,10 +516,49 @@ static void test_random_vs_model(void **state)
     assert_true(tables(f) <= 10);
 }
 
+/* Memory types (ept_retype): a type per 4 KiB page where type_of says a 2 MiB block is
+ * mixed (the leaf is split, its mapping kept), one type for a uniform block, absent
+ * entries left absent, a reserved type never written. */
+static int retype_of(void *ctx, uint64_t gpa, uint64_t size)
+{
+    (void)ctx;
+    if (gpa >= 0x200000 && gpa < 0x400000)
+        return size > 0x1000 ? -1 : ((gpa >> 12) & 1) ? 1 /* WC */ : 0 /* UC */;
+    return gpa < 0x200000 ? 6 : 3;          /* WB; above 4 MiB a reserved type */
+}
+
+static void test_retype(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t prot = EPT_R | EPT_W | EPT_X | (EPT_MT_UC << EPT_MT_SHIFT);
+    uint64_t size, *e;
+    assert_int_equal(ept_map(f->root, 0, 0, 0x600000, prot, &f->a), 0);
+    assert_int_equal(ept_unmap(f->root, 0x500000, 0x100000, &f->a), 0);
+    assert_int_equal(ept_retype(f->root, 0, 0x800000, retype_of, NULL, &f->a), 0);
+    e = ept_lookup(f->root, 0x1000, &size, &f->a);
+    assert_non_null(e);
+    assert_int_equal(size, 0x200000);
+    assert_int_equal((*e >> EPT_MT_SHIFT) & 7, 6);
+    for (uint64_t g = 0x200000; g < 0x400000; g += 0x1000) {
+        e = ept_lookup(f->root, g, &size, &f->a);
+        assert_non_null(e);
+        assert_int_equal(size, 0x1000);
+        assert_int_equal(*e & EPT_ADDR_MASK, g);
+        assert_int_equal((*e >> EPT_MT_SHIFT) & 7, (g >> 12) & 1);
+        assert_int_equal(*e & 7, EPT_R | EPT_W | EPT_X);
+    }
+    e = ept_lookup(f->root, 0x400000, &size, &f->a);
+    assert_non_null(e);
+    assert_int_equal((*e >> EPT_MT_SHIFT) & 7, EPT_MT_UC);      /* reserved 3 -> UC */
+    assert_null(ept_lookup(f->root, 0x500000, NULL, &f->a));
+    assert_null(ept_lookup(f->root, 0x600000, NULL, &f->a));
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_retype, setup, teardown),
         T(test_entry_bits),
         T(test_identity_4g_with_2m_leaves),
         T(test_hole_punch_splits_2m_leaf),

@@ -42,4 +42,18 @@ _Static_assert(sizeof(struct bootparams) == 3408, "bootparams layout (both ABIs)
 _Static_assert(sizeof(struct xmhf_bootopts) == 12, "boot options layout (both ABIs)");
 _Static_assert(sizeof(struct e820_entry) == 24, "e820 entry layout (both ABIs)");
 
+/* The BIOS data area's conventional-memory size (word at 413h, KiB). Firmware that
+ * leaves nonsense there (below 64 KiB, above 640) is taken as having the usual 639 KiB:
+ * init and the INT 15h hook (which takes the top KiB for its stub) use this one rule. */
+#define BDA_BASE_MEM_KB 0x413u
+static inline uint32_t bda_base_kb(uint32_t raw)
+{
+    return (raw < 64 || raw > 640) ? 639 : raw;
+}
+
+/* Highest physical address + 1 the hypervisor handles: its nested page tables translate
+ * 48 bits (and no processor address is wider than MAXPHYADDR). init clips the firmware's
+ * map there (e820_clip). */
+#define PHYS_ADDR_LIMIT_48 (1ull << 48)
+
 #endif

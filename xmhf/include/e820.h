@@ -47,6 +47,11 @@ bool e820_range_touches(const struct e820_map *m, uint64_t base, uint64_t len, u
 int e820_find_top(const struct e820_map *m, uint64_t size, uint64_t align,
                   uint64_t limit, uint64_t *out);
 
+/* Leaves out everything at or above `limit` (a nonzero multiple of 4 KiB): entries above
+ * it go, an entry across it ends there. Returns how many entries changed (0: none), or
+ * -1 (map unchanged) for a bad limit. The map stays sanitized. */
+int e820_clip(struct e820_map *m, uint64_t limit);
+
 /* One past the highest byte of any usable-RAM entry (0 for an empty map). */
 uint64_t e820_ram_top(const struct e820_map *m);
 

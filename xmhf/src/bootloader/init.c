@@ -20,7 +20,6 @@
 #endif
 
 #define GUEST_LOAD_ADDR 0x7c00u
-#define BDA_BASE_MEM_KB 0x413u     /* BIOS data area: conventional memory in KiB */
 #define HEAP_BASE_SIZE  (4ull << 20)
 #define HEAP_PER_CPU    (64ull << 10)   /* VMCS/VMCB, stacks, private nested-page path */
 #define HEAP_BASE_CPUS  16u             /* covered by HEAP_BASE_SIZE */
@@ -107,6 +106,23 @@ static void read_memory_map(const struct mb_info *mbi, struct e820_map *m)
     }
     if (e820_sanitize(m) != 0 || m->count == 0)
         fail("the firmware memory map is empty or cannot be normalised");
+    /* Nothing above what the processor addresses (MAXPHYADDR) or the nested page tables
+     * translate (48 bits) is of use to the guest: the map ends there, said once. */
+    uint32_t r[4] = { 0, 0, 0, 0 };
+    __asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(0x80000000u), "c"(0));
+    unsigned bits = 36;
+    if (r[0] >= 0x80000008u) {
+        __asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(0x80000008u), "c"(0));
+        bits = r[0] & 0xff;
+    }
+    uint64_t limit = bits >= 48 || bits < 32 ? PHYS_ADDR_LIMIT_48 : 1ull << bits;
+    int clipped = e820_clip(m, limit);
+    if (clipped < 0 || m->count == 0)
+        fail("the firmware memory map has nothing below %llx", (unsigned long long)limit);
+    if (clipped > 0)
+        info("xmhf-init: the firmware memory map reaches beyond %llx (the physical address "
+             "space the hypervisor maps): the part above is left out\n",
+             (unsigned long long)limit);
     for (uint32_t i = 0; i < m->count; i++)
         info("xmhf-init: E820 %016llx-%016llx %s\n", (unsigned long long)m->e[i].base,
              (unsigned long long)(m->e[i].base + m->e[i].length), e820_name(m->e[i].type));
@@ -258,9 +274,7 @@ void init_main(uint32_t magic, const struct mb_info *mbi)
              (unsigned long long)rh->image_size, rt_len);
 
     uint32_t guest_len = mods[1].mod_end - mods[1].mod_start;
-    uint32_t base_kb = *(volatile uint16_t *)BDA_BASE_MEM_KB;
-    if (base_kb < 64 || base_kb > 640)
-        base_kb = 639;
+    uint32_t base_kb = bda_base_kb(*(volatile uint16_t *)BDA_BASE_MEM_KB);
     /* The INT 15h hook takes the top KiB of conventional memory (e820hook.c). */
     uint32_t guest_max = (base_kb - 1) * 1024u - GUEST_LOAD_ADDR;
     if (guest_len > guest_max)

@@ -359,3 +359,26 @@ uint64_t e820_ram_top(const struct e820_map *m)
     }
     return top;
 }
+
+int e820_clip(struct e820_map *m, uint64_t limit)
+{
+    if (limit == 0 || (limit & 0xfffu))
+        return -1;
+    int changed = 0;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < m->count; i++) {
+        struct e820_entry e;
+        copy_entry(&e, &m->e[i]);
+        if (e.length == 0 || e.base >= limit) {
+            changed++;
+            continue;
+        }
+        if (last_of(&e) >= limit) {
+            e.length = limit - e.base;
+            changed++;
+        }
+        copy_entry(&m->e[n++], &e);
+    }
+    m->count = n;
+    return changed;
+}

@@ -18,7 +18,6 @@
 #include "xmhf.h"
 
 #define IVT_INT15       (0x15u * 4)
-#define BDA_BASE_MEM_KB 0x413u
 
 struct e820_map g_guest_e820;
 static uint64_t stub_linear;
@@ -27,7 +26,9 @@ void e820_hook_install(void)
 {
     volatile uint16_t *base_kb = phys_to_virt(BDA_BASE_MEM_KB);
     volatile uint32_t *ivt15 = phys_to_virt(IVT_INT15);
-    uint16_t kb = (uint16_t)(*base_kb - 1);
+    /* The same size init trusted (bootparams.h): a BDA word of 0 or 1 would put the
+     * stub at the top of 64 MiB or over the IVT. */
+    uint16_t kb = (uint16_t)(bda_base_kb(*base_kb) - 1);
     uint32_t old = *ivt15;
     stub_linear = (uint64_t)kb * 1024;
     uint8_t stub[9] = { arch_hypercall_insn[0], arch_hypercall_insn[1], arch_hypercall_insn[2], 0xcf, 0xea,
