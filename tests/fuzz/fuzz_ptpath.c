@@ -1,8 +1,8 @@
 /* The per-CPU private paths (ptpath.h) over NPT-format shared tables: the shared map is
  * built and grown by npt_map at places the input picks, a path is built to one page (the
  * "APIC page", its entry cleared as the owner does), the shared map keeps growing (lazy
- * MMIO mappings, splits) and the path is synced after each change, as npt-x86svm.c and
- * ept-x86vmx.c do. Invariant: through the private root every probed address translates
+ * MMIO mappings, splits, memory types rewritten) and the path is synced after each
+ * change, as npt-x86svm.c and ept-x86vmx.c do. Invariant: through the private root every probed address translates
  * exactly as through the shared root, except the path's own page, which stays absent. */
 #include "fuzz.h"
 #include "npt.h"
@@ -40,6 +40,18 @@ static uint64_t addr(struct in *in, uint64_t near)
     }
 }
 
+/* Memory types for npt_retype: by 4 KiB page, with whole 2 MiB blocks WC now and then
+ * (the large-page PAT bit), so syncs after a change of types are exercised too. */
+static uint8_t seed;
+static int type_of(void *ctx, uint64_t gpa, uint64_t sz)
+{
+    (void)ctx;
+    static const int types[4] = { 0, 1, 4, 6 };
+    if (sz > 0x1000)
+        return (seed & 1) ? 1 : -1;
+    return types[((gpa >> 12) + seed) & 3];
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct in in = { data, size };
@@ -54,7 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct pt_path p;
     if (pt_path_alloc(&p, &a) != 0)
         return 0;
-    pt_path_build(&p, root, page, NPT_P | NPT_RW | NPT_US, &a);
+    pt_path_build(&p, root, page, &npt_format, &a);
     *pt_path_leaf(&p) = 0;
     uint64_t probes[16];
     unsigned np = 0;
@@ -63,10 +75,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         g &= ~(len - 1);
         if (g <= page && page < g + len)
             continue;                       /* the owner's page is never remapped */
-        if (npt_map(root, g, g, len, prot, &a) != 0)
+        bool mapped = false;
+        if (take(&in, 1) % 4 == 0) {
+            seed = (uint8_t)take(&in, 1);
+            if (npt_retype(root, g & ~0x1fffffull, 0x200000, type_of, NULL, &a) != 0)
+                break;
+        } else if (npt_map(root, g, g, len, prot, &a) != 0) {
             break;
-        pt_path_sync(&p, root, &a);
-        if (np < 16)
+        } else {
+            mapped = true;
+        }
+        pt_path_sync(&p, root, &npt_format, &a);
+        if (mapped && np < 16)
             probes[np++] = g + (take(&in, 3) & (len - 1) & ~0xfffull);
         for (unsigned i = 0; i < np; i++) {
             uint64_t s1, s2;

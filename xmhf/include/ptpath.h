@@ -54,8 +54,8 @@ static inline int pt_path_alloc(struct pt_path *p, const struct pt_alloc *a)
  * entries too (the table pointers, and the leaf entry as the shared map has it), else
  * every entry but those. Each level's entries come from the shared table at that level
  * if there is one, else from the large leaf above split into pieces (large bit kept
- * above the leaf level, and the large-page PAT bit 12 dropped with the address bits,
- * as pagetable.c splits), else they are empty. */
+ * above the leaf level, the memory-type PAT bit moved to where the pieces keep it, as
+ * pagetable.c splits), else they are empty. */
 static inline void pt_path_fill(struct pt_path *p, const uint64_t *root,
                                 const struct pt_format *f, const struct pt_alloc *a, bool all)
 {
@@ -65,8 +65,11 @@ static inline void pt_path_fill(struct pt_path *p, const uint64_t *root,
         unsigned keep = PT_PATH_IDX(p->in, l);
         uint64_t *t = p->t[l], vkeep = 0;
         uint64_t attr = large & ~PT_ADDR_MASK;
+        bool pat = f->pat_large && (large & f->pat_large);
         if (l + 1 == PT_PATH_LEVELS)
-            attr &= ~f->large;
+            attr = (attr & ~f->large) | (pat ? f->pat_small : 0);
+        else if (pat)
+            attr |= f->pat_large;
         uint64_t base = l ? large & PT_ADDR_MASK & ~(PT_PATH_SIZE(l - 1) - 1) : 0;
         for (unsigned e = 0; e < PT_ENTRIES; e++) {
             uint64_t v = 0;
