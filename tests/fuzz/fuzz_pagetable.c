@@ -31,14 +31,17 @@ static void *p2v(void *ctx, uint64_t pa)
     return (void *)(uintptr_t)pa;
 }
 
+/* The types a retype asks for: with an odd seed, one per 4 KiB page (a 2 MiB block is
+ * then "mixed" and must be split); with an even one, one per 2 MiB block. Either way a
+ * page's type is what type_of says for it alone, which the check compares with. */
 static uint8_t type_seed;
 static int type_of(void *ctx, uint64_t gpa, uint64_t sz)
 {
     (void)ctx;
     static const int types[4] = { 0, 1, 4, 6 };
-    if (sz > 0x1000 && (type_seed & 1))
-        return -1;                          /* "mixed": split to 4 KiB */
-    return types[((gpa >> 12) + type_seed) & 3];
+    if (type_seed & 1)
+        return sz > 0x1000 ? -1 : types[((gpa >> 12) + type_seed) & 3];
+    return types[((gpa >> 21) + type_seed) & 3];
 }
 
 struct model { bool present; uint64_t hpa; };
