@@ -46,6 +46,9 @@ static const struct guest_test tests[] = {
     /* INIT/STARTUP semantics (init_tests.c): AP 1 restarted many times, the BSP once;
      * before x2apic_mode, which leaves the BSP's APIC disabled on Bochs */
     { "debug_dr7_exit",           t_debug_dr7_exit },
+    { "debug_apic_breakpoint",    t_debug_apic_breakpoint },
+    { "debug_apic_tf",            t_debug_apic_tf },
+    { "debug_rf_emulated",        t_debug_rf_emulated },
     { "nmi_while_blocked",        t_nmi_while_blocked },
     { "init_self",                t_init_self },
     { "init_state",               t_init_state },

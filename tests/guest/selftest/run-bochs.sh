@@ -101,7 +101,8 @@ fi
 smp_cases="ap_startup ap_starts_ap ipi_all_pairs apic_access_loop nmi_storm \
            apic_fault_movs apic_guest_tf apic_relocate apic_movs_registers apic_rep_iteration
            apic_event_push apic_write_straddle apic_base_anywhere ap_restart x2apic_mode \
-           e820_hook_odd debug_dr7_exit nmi_while_blocked init_self init_state init_starting init_cross \
+           e820_hook_odd debug_dr7_exit debug_apic_breakpoint debug_apic_tf debug_rf_emulated \
+           nmi_while_blocked init_self init_state init_starting init_cross \
            init_physical init_bsp"
 case $mode in
 plain)
@@ -117,7 +118,7 @@ plain)
     expect '^guest: SKIP iomon_ports: no hypervisor' "iomon_ports did not skip"
     expect '^guest: SKIP user_hypercall: no hypervisor' "user_hypercall did not skip"
     expect '^guest: SKIP dma_protection: no hypervisor' "dma_protection did not skip"
-    expect_counts 35 5
+    expect_counts 38 5
     ;;
 fakehv)
     for t in boot_state e820_call e820_hides_hypervisor memsize_calls hello_hypercall \
@@ -129,7 +130,7 @@ fakehv)
         "wprot_pages did not skip"
     expect '^guest: SKIP dma_protection: (no hypervisor|the hypervisor does not answer)' \
         "dma_protection did not skip"
-    expect_counts 40 0
+    expect_counts 43 0
     ;;
 bench)
     expect '^bench: xapic_read ticks/access=' "no xapic_read figure"

@@ -39,7 +39,9 @@
 #include "msr.h"
 #include "vmx-x86vmx.h"
 
-#define DBG_BS (1ull << 14)  /* DR6 / exit-qualification single-step bit */
+#define DBG_BS         (1ull << 14) /* DR6 / exit-qualification single-step bit */
+#define DBG_BN         0xfull       /* B0-B3: breakpoint conditions met */
+#define DBG_ENABLED_BP (1ull << 12) /* pending debug exceptions: an enabled one among them */
 
 bool vmx_event_pending(void)
 {
@@ -178,13 +180,26 @@ static void redeliver_exception(uint32_t info)
     vmwrite32(VMCS_ENTRY_INTR_INFO, entry);
 }
 
+/* The enabled bits of DR7 as a B0-B3 mask: breakpoint n is enabled by L<n> or G<n>. */
+static uint64_t dr7_enabled(uint64_t dr7)
+{
+    uint64_t m = 0;
+    for (unsigned n = 0; n < 4; n++)
+        if (dr7 & (3ull << (2 * n)))
+            m |= 1ull << n;
+    return m;
+}
+
 /* A debug exception during the step: the single-step trap that ends a TF step, or the
  * guest's own (its TF, data breakpoints). Whatever belongs to the guest goes back to it
  * through the pending-debug-exceptions field, which makes the processor deliver a #DB
- * with DR6 set right at the next entry (SDM 26.6.3). */
+ * with DR6 set right at the next entry (SDM 26.6.3). The exit qualification has B0-B3
+ * but not the field's bit 12 ("enabled breakpoint", 24.4.2), without which an entry
+ * delivers BS alone and drops the breakpoints: it is set when a condition met is one
+ * DR7 enables (the B bits may also name disabled ones, 27.2.1). */
 static void step_debug(struct vcpu *v, struct vmx_cpu *x)
 {
-    uint64_t q = vmreadN(VMCS_EXIT_QUALIFICATION) & (DBG_BS | 0xf);
+    uint64_t q = vmreadN(VMCS_EXIT_QUALIFICATION) & (DBG_BS | DBG_BN);
     /* BS: the step's own trap, after the instruction or one iteration of a REP string
      * instruction (which leaves RIP where it was). */
     bool executed = (q & DBG_BS) || vmreadN(VMCS_GUEST_RIP) != x->step_rip ||
@@ -193,6 +208,8 @@ static void step_debug(struct vcpu *v, struct vmx_cpu *x)
     step_finish(v, executed);
     if (!guest_tf)
         q &= ~DBG_BS;
+    if (q & dr7_enabled(vmreadN(VMCS_GUEST_DR7)))
+        q |= DBG_ENABLED_BP;
     if (q)
         vmwriteN(VMCS_GUEST_PENDING_DBG, vmreadN(VMCS_GUEST_PENDING_DBG) | q);
 }
