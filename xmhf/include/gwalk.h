@@ -4,9 +4,9 @@
  * Translation" (32-bit, PSE/PSE-36), 5.3 "Long-Mode Page Translation" (PAE and 4/5-level)
  * and Intel SDM Vol. 3A 4.3-4.5, which agree.
  *
- * Pure logic: table memory is read through a callback. Only presence is checked (the
- * instruction was just fetched by the processor, so permissions held); A/D bits are not
- * set. */
+ * Pure logic: table memory is read through a callback. Translation checks presence only
+ * (the instruction was just fetched by the processor, so permissions held) and sets no
+ * accessed/dirty flags; gwalk_access is a data access as the processor makes it. */
 #ifndef XMHF_GWALK_H
 #define XMHF_GWALK_H
 #include <stdint.h>
@@ -16,6 +16,10 @@ struct gwalk {
     /* Reads n bytes of guest-physical memory at gpa; 0 on success. */
     int (*read)(void *ctx, uint64_t gpa, void *buf, unsigned n);
     void *ctx;
+    /* Optional (NULL: no flags set): ORs bits into the size-byte (4 or 8) paging entry
+     * at gpa as one locked operation, as the processor updates A/D (SDM 4.8); 0 on
+     * success. */
+    int (*set_bits)(void *ctx, uint64_t gpa, unsigned size, uint64_t bits);
 };
 
 /* The guest-physical address of linear address la: 0 and *gpa, or -1 when an entry on
@@ -24,8 +28,11 @@ int gwalk_translate(const struct gwalk *g, uint64_t la, uint64_t *gpa);
 
 /* A supervisor data access of la as the processor checks it (SDM 4.6): not present, or
  * a write to a page some level maps read-only while CR0.WP is set, is a page fault: -1
- * and *pf_err its error code (P bit 0, W/R bit 1; reserved bits are not checked, and
- * A/D bits are not set). 0 and *gpa otherwise. */
+ * and *pf_err its error code (P bit 0, W/R bit 1; reserved bits are not checked). An
+ * access that translates sets, through set_bits, the accessed flag of every paging entry
+ * it used and, for a write, the dirty flag of the entry that maps the page (SDM 4.8;
+ * PAE's PDPTEs have neither); a failed update is -1 with *pf_err as for not present.
+ * 0 and *gpa otherwise. */
 int gwalk_access(const struct gwalk *g, uint64_t la, int write, uint64_t *gpa,
                  uint32_t *pf_err);
 

@@ -167,6 +167,9 @@ int xsetbv_safe(struct pcpu *c, uint32_t idx, uint64_t v);
  * anything not identity mapped. Returns 0 or -1. */
 int guest_phys_read(uint64_t gpa, void *buf, size_t n);
 int guest_phys_write(uint64_t gpa, const void *buf, size_t n);
+/* A locked OR of bits into the naturally aligned size-byte (4 or 8) word at gpa, as the
+ * processor updates a guest paging entry's A/D flags. */
+int guest_phys_or(uint64_t gpa, unsigned size, uint64_t bits);
 bool gpa_in_hypervisor(uint64_t gpa, uint64_t len);
 
 /* ACPI (acpi.c): a table by signature through the XSDT/RSDT, or NULL; hiding one from

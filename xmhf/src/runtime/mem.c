@@ -95,3 +95,15 @@ int guest_phys_write(uint64_t gpa, const void *buf, size_t n)
     memcpy(phys_to_virt(gpa), buf, n);
     return 0;
 }
+
+int guest_phys_or(uint64_t gpa, unsigned size, uint64_t bits)
+{
+    if ((size != 4 && size != 8) || (gpa & (size - 1)) || !gpa_ok(gpa, size))
+        return -1;
+    /* Locked, like the processor's own update: another CPU may be editing the entry. */
+    if (size == 4)
+        __atomic_fetch_or((uint32_t *)phys_to_virt(gpa), (uint32_t)bits, __ATOMIC_SEQ_CST);
+    else
+        __atomic_fetch_or((uint64_t *)phys_to_virt(gpa), bits, __ATOMIC_SEQ_CST);
+    return 0;
+}

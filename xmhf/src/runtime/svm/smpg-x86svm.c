@@ -117,7 +117,7 @@ static void step_untrace_old_task(struct svm_cpu *s)
     unsigned type = s->step_tr.attrib & 0xf;
     uint64_t la = s->step_tr.base + ((type & 8) ? 0x24 : 0x10), gpa;
     struct gwalk g = { vm->save.cr0, s->step_cr3, vm->save.cr4, vm->save.efer,
-                       svm_gpa_read, NULL };
+                       svm_gpa_read, NULL, NULL };
     uint8_t fl;
     if (gwalk_translate(&g, (la + 1) & 0xffffffffull, &gpa) == 0 &&
         guest_phys_read(gpa, &fl, 1) == 0) {

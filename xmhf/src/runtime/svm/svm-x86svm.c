@@ -430,7 +430,7 @@ int svm_gpa_read(void *ctx, uint64_t gpa, void *buf, unsigned n)
 int svm_guest_read_linear(struct vcpu *v, uint64_t la, void *buf, unsigned n)
 {
     struct svm_state *st = &vmcb_of(v)->save;
-    struct gwalk g = { st->cr0, st->cr3, st->cr4, st->efer, svm_gpa_read, NULL };
+    struct gwalk g = { st->cr0, st->cr3, st->cr4, st->efer, svm_gpa_read, NULL, NULL };
     return gwalk_read(&g, la, buf, n);
 }
 

@@ -73,13 +73,20 @@ static int gpa_read(void *ctx, uint64_t gpa, void *buf, unsigned n)
     return guest_phys_read(gpa, buf, n);
 }
 
-/* Linear memory for the switch: the guest's paging, page by page; memory the
- * hypervisor refuses (its own region) is a #GP(0) to the guest, as elsewhere. */
+static int gpa_set_bits(void *ctx, uint64_t gpa, unsigned size, uint64_t bits)
+{
+    (void)ctx;
+    return guest_phys_or(gpa, size, bits);
+}
+
+/* Linear memory for the switch: the guest's paging, page by page, with the accessed and
+ * dirty flags the processor's own accesses would set; memory the hypervisor refuses (its
+ * own region) is a #GP(0) to the guest, as elsewhere. */
 static int ts_access(void *ctx, const struct ts_cpu *c, uint64_t la, void *buf, unsigned n,
                      bool write, struct ts_fault *f)
 {
     (void)ctx;
-    struct gwalk g = { c->cr0, c->cr3, c->cr4, c->efer, gpa_read, NULL };
+    struct gwalk g = { c->cr0, c->cr3, c->cr4, c->efer, gpa_read, NULL, gpa_set_bits };
     uint8_t *p = buf;
     while (n) {
         unsigned chunk = 0x1000u - (unsigned)(la & 0xfff);
