@@ -4,7 +4,8 @@
  * the sequence below in the main task (TSS selector 0x20) and comes back to long mode
  * with the guest's own GDT, IDT and GS base. Every step appends words to pm32_log;
  * task_tests.c compares them with what the SDM says, the same natively and under the
- * hypervisor. Paging is off in between, so no CR3 is loaded by a switch. */
+ * hypervisor. In between it runs with 32-bit paging (PSE, task_tests.c's pm32_pd), EFER.LME
+ * clear; every TSS holds that CR3. */
 #define SEL_C32  0x08
 #define SEL_CODE64 0x18
 #define SEL_D    0x10
@@ -50,6 +51,10 @@ pm32_run:
     movl    %edx, saved_gs + 4
     sgdt    saved_gdt
     sidt    saved_idt
+    movq    %cr3, %rax
+    movq    %rax, saved_cr3
+    movq    %cr4, %rax
+    movq    %rax, saved_cr4
     movq    %rsp, saved_rsp
     pushq   $SEL_C32                /* to the guest's 32-bit code segment */
     leaq    1f(%rip), %rax
@@ -74,7 +79,34 @@ pm32_run:
     lidtl   pm32_idtr
     movl    $TSS_MAIN, %eax
     ltr     %ax
+    /* 32-bit paging: EFER.LME off first (with it, PG would mean IA-32e mode again), PAE
+     * off, PSE on, CR3 = pm32_pd. */
+    movl    $0xc0000080, %ecx
+    rdmsr
+    andl    $~0x100, %eax
+    wrmsr
+    movl    saved_cr4, %eax
+    andl    $~0x20, %eax
+    orl     $0x10, %eax
+    movl    %eax, %cr4
+    movl    $pm32_pd, %eax
+    movl    %eax, %cr3
+    movl    %cr0, %eax
+    orl     $0x80000000, %eax
+    movl    %eax, %cr0
     call    pm32_tests
+    /* Paging off, the long-mode CR4, CR3 and EFER.LME back. */
+    movl    %cr0, %eax
+    andl    $0x7fffffff, %eax
+    movl    %eax, %cr0
+    movl    saved_cr4, %eax
+    movl    %eax, %cr4
+    movl    saved_cr3, %eax
+    movl    %eax, %cr3
+    movl    $0xc0000080, %ecx
+    rdmsr
+    orl     $0x100, %eax
+    wrmsr
     /* Back: the guest's GDT, paging on (IA-32e mode again), its 64-bit code segment. */
     lgdtl   saved_gdt
     ljmpl   $SEL_C32, $3f
@@ -120,11 +152,30 @@ pm32_tests:
     movl    %esp, saved_esp
     movl    $0x5a5aa5a5, %ebx
 
-    /* 1. JMP to a TSS: task A runs (NT clear, no link), JMPs back. */
+    /* 1. JMP to a TSS: task A runs (NT clear, no link), JMPs back. The A/D flags of
+     * the TSS page's and the GDT page's PTEs are cleared first and logged after. */
+    movl    $pm32_tss_page, %eax
+    shrl    $12, %eax
+    andl    $~0x60, pm32_pt(,%eax,4)
+    invlpg  pm32_tss_page
+    movl    $pm32_gdt_page, %eax
+    shrl    $12, %eax
+    andl    $~0x60, pm32_pt(,%eax,4)
+    invlpg  pm32_gdt_page
     ljmpl   $TSS_A, $0
     LOG     %ebx
     movl    %cr0, %eax
     andl    $8, %eax                /* CR0.TS: set by every task switch */
+    LOG     %eax
+    movl    $pm32_tss_page, %eax
+    shrl    $12, %eax
+    movl    pm32_pt(,%eax,4), %eax
+    andl    $0x60, %eax
+    LOG     %eax
+    movl    $pm32_gdt_page, %eax
+    shrl    $12, %eax
+    movl    pm32_pt(,%eax,4), %eax
+    andl    $0x60, %eax
     LOG     %eax
     clts
     /* 2. CALL to a TSS, 3. CALL through a task gate in the GDT, 4. INT 0x40 through a
@@ -172,15 +223,15 @@ df_resume:
 8:  movl    nmi_count, %eax
     LOG     %eax
     /* The descriptors' busy flags at the end, and TR. */
-    movzbl  pm32_gdt + TSS_MAIN + 5, %eax
+    movzbl  pm32_gdt_page + TSS_MAIN + 5, %eax
     LOG     %eax
-    movzbl  pm32_gdt + TSS_A + 5, %eax
+    movzbl  pm32_gdt_page + TSS_A + 5, %eax
     LOG     %eax
-    movzbl  pm32_gdt + TSS_B + 5, %eax
+    movzbl  pm32_gdt_page + TSS_B + 5, %eax
     LOG     %eax
-    movzbl  pm32_gdt + TSS_BAD + 5, %eax
+    movzbl  pm32_gdt_page + TSS_BAD + 5, %eax
     LOG     %eax
-    movzbl  pm32_gdt + TSS_NMI + 5, %eax
+    movzbl  pm32_gdt_page + TSS_NMI + 5, %eax
     LOG     %eax
     str     %ax
     movzwl  %ax, %eax
@@ -212,7 +263,7 @@ pm32_task_a:
     popl    %eax
     andl    $NT, %eax
     LOG     %eax
-    movzwl  pm32_tss + 1 * TSS_SIZE, %eax   /* link field: a JMP leaves it */
+    movzwl  pm32_tss_page + 1 * TSS_SIZE, %eax   /* link field: a JMP leaves it */
     LOG     %eax
     ljmpl   $TSS_MAIN, $0
     jmp     pm32_task_a
@@ -226,9 +277,9 @@ pm32_task_b:
     popl    %eax
     andl    $NT, %eax
     LOG     %eax
-    movzwl  pm32_tss + 2 * TSS_SIZE, %eax
+    movzwl  pm32_tss_page + 2 * TSS_SIZE, %eax
     LOG     %eax
-    movzbl  pm32_gdt + TSS_MAIN + 5, %eax   /* the caller stays busy */
+    movzbl  pm32_gdt_page + TSS_MAIN + 5, %eax   /* the caller stays busy */
     LOG     %eax
     iretl
     jmp     pm32_task_b
@@ -241,12 +292,12 @@ pm32_task_df:
     popl    %eax
     andl    $NT, %eax
     LOG     %eax
-    movzwl  pm32_tss + 3 * TSS_SIZE, %eax
+    movzwl  pm32_tss_page + 3 * TSS_SIZE, %eax
     LOG     %eax
-    movl    pm32_tss + T_EIP, %eax  /* where the main task stopped: the faulting MOV */
+    movl    pm32_tss_page + T_EIP, %eax  /* where the main task stopped: the faulting MOV */
     subl    $df_fault, %eax
     LOG     %eax
-    movl    $df_resume, pm32_tss + T_EIP
+    movl    $df_resume, pm32_tss_page + T_EIP
     iretl
     jmp     pm32_task_df
 
@@ -275,7 +326,7 @@ pm32_task_tsh:
     str     %ax
     movzwl  %ax, %eax
     LOG     %eax
-    movzwl  pm32_tss + 6 * TSS_SIZE, %eax   /* link: the task that faulted */
+    movzwl  pm32_tss_page + 6 * TSS_SIZE, %eax   /* link: the task that faulted */
     LOG     %eax
     ljmpl   $TSS_MAIN, $0
     jmp     pm32_task_tsh
@@ -298,6 +349,8 @@ pm32_gp_stub:
     .data
     .balign 8
 saved_rsp:  .quad 0
+saved_cr3:  .quad 0
+saved_cr4:  .quad 0
 saved_gs:   .quad 0
 saved_gdt:  .fill 10, 1, 0
 saved_idt:  .fill 10, 1, 0

@@ -25,9 +25,21 @@ struct tss32 {
 };
 _Static_assert(sizeof(struct tss32) == 0x68, "32-bit TSS");
 
-extern struct tss32 pm32_tss[NTASKS];
-struct tss32 pm32_tss[NTASKS] __attribute__((aligned(128)));
-uint64_t pm32_gdt[13] __attribute__((aligned(8)));
+/* The TSSs and the GDT each fill a page of their own: the accessed/dirty flags of those
+ * pages' PTEs then show what the task switch itself touched. pm32.S runs with 32-bit
+ * paging (pm32_pd: a page table for the first 4 MiB, 4 MiB pages above), so every
+ * switch also loads CR3 from the new TSS. */
+union pm32_tss_page { struct tss32 t[NTASKS]; uint8_t page[4096]; };
+union pm32_gdt_page { uint64_t d[13]; uint8_t page[4096]; };
+extern union pm32_tss_page pm32_tss_page;
+extern union pm32_gdt_page pm32_gdt_page;
+union pm32_tss_page pm32_tss_page __attribute__((aligned(4096)));
+union pm32_gdt_page pm32_gdt_page __attribute__((aligned(4096)));
+#define pm32_tss pm32_tss_page.t
+#define pm32_gdt pm32_gdt_page.d
+extern uint32_t pm32_pd[1024], pm32_pt[1024];
+uint32_t pm32_pd[1024] __attribute__((aligned(4096)));
+uint32_t pm32_pt[1024] __attribute__((aligned(4096)));
 uint64_t pm32_idt[0x41] __attribute__((aligned(8)));
 static uint8_t task_stack[NTASKS][512] __attribute__((aligned(16)));
 
@@ -67,8 +79,19 @@ static void task(unsigned i, void (*entry)(void), uint16_t cs)
     t->iomap = sizeof(*t);
 }
 
+static void build_paging(void)
+{
+    for (uint32_t i = 0; i < 1024; i++) {
+        pm32_pt[i] = i << 12 | 3u;                              /* P, R/W */
+        /* 4 MiB pages (PS); the top 32 MiB (APIC, firmware) uncached (PCD, PWT) */
+        pm32_pd[i] = i << 22 | 0x83u | (i >= 0x3f8 ? 0x18u : 0);
+    }
+    pm32_pd[0] = (uint32_t)(uintptr_t)pm32_pt | 3u;
+}
+
 static void build(void)
 {
+    build_paging();
     pm32_gdt[0] = 0;
     pm32_gdt[1] = 0x00cf9a000000ffffull;
     pm32_gdt[2] = 0x00cf92000000ffffull;
@@ -81,8 +104,10 @@ static void build(void)
     task(5, pm32_task_a, 0x10);         /* "bad": CS names a data segment */
     task(6, pm32_task_tsh, 0x08);
     task(7, pm32_task_a, 0x08);
-    for (unsigned i = 0; i < NTASKS; i++)
+    for (unsigned i = 0; i < NTASKS; i++) {
         pm32_gdt[4 + i] = tss_desc(&pm32_tss[i], i != 7);   /* TSS_NP not present */
+        pm32_tss[i].cr3 = (uint32_t)(uintptr_t)pm32_pd;
+    }
     pm32_gdt[GATE_B / 8] = task_gate(TSS_B);
     memset(pm32_idt, 0, sizeof(pm32_idt));
     pm32_idt[2] = task_gate(TSS_NMI);
@@ -107,6 +132,10 @@ static const uint32_t expected[] = {
     /* 1. JMP to task A: it runs with TR = A, NT clear, its link field untouched (0);
      * back in the main task EBX is intact and CR0.TS set. */
     0xa0, TSS_A, 0, 0, EBX, 8,
+    /* The PTE flags of the TSS page and the GDT page, both cleared before the JMP: the
+     * switch wrote the old task's state (TSS page dirty; task A read its link field, so
+     * accessed anyway) and the busy flags (GDT page accessed and dirty), SDM 4.8. */
+    0x60, 0x60,
     /* 2-4. CALL to B, CALL through the GDT task gate, INT 0x40 through the IDT task
      * gate: B runs nested (NT, link = main), the main task stays busy (0x8b). */
     0xb0, TSS_B, NT, TSS_MAIN, 0x8b, EBX,
@@ -135,10 +164,11 @@ bool t_task_switches(struct test_result *r)
     unsigned n = pm32_n;
     for (unsigned i = 0; i < ARRAY_SIZE(expected) && i < n; i++)
         if (pm32_log[i] != expected[i])
-            return test_fail(r, "log word %u is %#x, expected %#x (%u words)", i,
+            return test_fail(r, "log word %u is 0x%x, expected 0x%x (%u words)", i,
                              pm32_log[i], expected[i], n);
     if (n != ARRAY_SIZE(expected))
         return test_fail(r, "%u log words, expected %zu", n, ARRAY_SIZE(expected));
     return test_pass(r, "JMP, CALL, GDT/IDT task gates, IRET with NT, #NP/#GP/#TS/#DF, "
-                     "NMI held in its task: %u steps as the SDM says", n);
+                     "NMI held in its task, A/D flags under 32-bit paging: %u steps as the "
+                     "SDM says", n);
 }
