@@ -90,6 +90,7 @@ struct pcpu {
     volatile uint32_t sipi_vector;
     volatile uint32_t init_request;  /* an INIT for this running guest CPU (INIT_PENDING) */
     bool reset_state;               /* the next launch enters with the state INIT leaves */
+    bool apic_reset_owed;           /* apic=zeroexit: lapic_init_reset due at the SIPI exit */
     uint64_t guest_cr0_keep;        /* CR0.CD/NW as the guest had them at its INIT */
     uint64_t nmi_pending;           /* NMIs owed to the guest, delivered one at a time */
     uint64_t stats[STAT_COUNT];     /* step and IPI accounting (STATS hypercall) */
@@ -260,6 +261,8 @@ __noreturn void smp_hold_cpu(struct pcpu *c, const char *why);
 /* The local APIC of the calling CPU as an INIT leaves it, as far as software can reset
  * it (smp.c): LVTs masked, timer stopped, pending and in-service interrupts drained. */
 void lapic_init_reset(struct pcpu *c);
+/* apic=zeroexit: the local APIC reset an AP's INIT left for its SIPI exit (smpguest.c). */
+void smpg_apic_reset_owed(struct pcpu *c);
 void lapic_eoi(void);
 /* Switches to the stack at top and calls fn(arg), which must not return (entry.S). */
 __noreturn void call_on_stack(uint64_t top, void (*fn)(void *), void *arg);

@@ -162,6 +162,17 @@ static __noreturn void restart_after_init(void *arg)
     arch_launch_ap_guest(c, smpg_ap_wait_for_sipi(c));
 }
 
+/* apic=zeroexit: an AP's INIT leaves its local APIC reset to the SIPI exit that starts
+ * it again (smpg_guest_init says why); done there before its guest runs, so the
+ * started guest finds the APIC as INIT leaves it. */
+void smpg_apic_reset_owed(struct pcpu *c)
+{
+    if (c->apic_reset_owed) {
+        c->apic_reset_owed = false;
+        lapic_init_reset(c);
+    }
+}
+
 static __noreturn void restart_bsp(void *arg)
 {
     arch_launch_guest_reset(arg);
@@ -187,7 +198,18 @@ static void init_cpu_state(struct pcpu *c)
 __noreturn void smpg_guest_init(struct pcpu *c)
 {
     init_cpu_state(c);
-    lapic_init_reset(c);
+    /* apic=zeroexit: the guest's own STARTUP reaches this AP in hardware, a few
+     * microseconds after the INIT (Linux on a family-6 CPU sends it right after the
+     * INIT, and a second one some 20 us later), and a STARTUP that finds the CPU still
+     * in the hypervisor (VMX root) is ignored. The reset with its drain of accepted
+     * interrupts is the long part of this path, so an AP goes back into wait-for-SIPI
+     * first and its APIC is reset at the SIPI exit (smpg_apic_reset_owed), before its
+     * guest runs again. In between nobody sees that APIC (the CPU runs nothing), and
+     * what it accepts meanwhile is drained then. The BSP restarts here at once. */
+    if (apic_zeroexit() && !(rdmsr(MSR_IA32_APIC_BASE) & APIC_BASE_BSP))
+        c->apic_reset_owed = true;
+    else
+        lapic_init_reset(c);
     /* INIT discards what the CPU had pending, NMIs included (and the NMIs that asked
      * for this INIT were the hypervisor's). */
     c->nmi_pending = 0;

@@ -475,6 +475,8 @@ void vmx_zeroexit_sipi(struct vcpu *v)
     __asm__ volatile("mov %%rsp, %%rax\n\t"
                      "pushq $0x10\n\tpushq %%rax\n\tpushfq\n\tpushq $0x08\n\t"
                      "lea 1f(%%rip), %%rax\n\tpushq %%rax\n\tiretq\n1:" ::: "rax", "memory");
+    /* The local APIC reset left by the INIT that put the CPU here (smpguest.c). */
+    smpg_apic_reset_owed(c);
     /* NMIs that reached the CPU while it waited were blocked there (the hardware
      * does not deliver them in wait-for-SIPI), and the start discards them, as the
      * step mode's start does. */
