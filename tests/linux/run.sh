@@ -7,8 +7,8 @@
 #   native-bochs  Bochs 3.0 with the same configuration as test2.py's, no hypervisor
 #   svm-smp2      the AMD build (build/svm) under QEMU TCG with SVM + NPT, 2 CPUs
 #   vmx-smp2      the Intel build under Bochs 3.0 (monitor trap flag), 2 CPUs
-#   vmx-zeroexit-smp2  the same with apic=zeroexit (no APIC access intercepted); only on
-#                 request (LINUX_RUNS): its CPU hotplug does not pass yet (README)
+#   vmx-zeroexit-smp2  the same with apic=zeroexit (no APIC access intercepted): Linux's
+#                 INIT/STARTUP reach its AP as INIT and SIPI VM exits
 #   q35-vtd-smp2, q35-amdvi-smp2   the AMD build on QEMU's q35 (AHCI disk) with its VT-d
 #                 or AMD-Vi model: DMA protection on, and no DMA of the boot faulted
 # A run passes when .jenkins/test2.py passes with the guest's "linux-guest: done" and the
@@ -18,14 +18,14 @@
 # back, every CPU answered the NMI backtrace (sysrq 'l'), and the kernel logged no
 # "APIC: Stale IRR" (a local APIC not reset at INIT).
 #
-# Environment: LINUX_RUNS (default "native native-bochs svm-smp2 vmx-smp2 q35-vtd-smp2
-# q35-amdvi-smp2"; also vmx-zeroexit-smp2), LINUX_MEMORY (MB,
+# Environment: LINUX_RUNS (default "native native-bochs svm-smp2 vmx-smp2
+# vmx-zeroexit-smp2 q35-vtd-smp2 q35-amdvi-smp2"), LINUX_MEMORY (MB,
 # default 256), LINUX_TIMEOUT_QEMU / LINUX_TIMEOUT_BOCHS (seconds).
 # Expects `make all svm` done; prints one line per run and "N passed, N failed".
 set -u
 cd "$(dirname "$0")/../.."
 
-RUNS=${LINUX_RUNS:-"native native-bochs svm-smp2 vmx-smp2 q35-vtd-smp2 q35-amdvi-smp2"}
+RUNS=${LINUX_RUNS:-"native native-bochs svm-smp2 vmx-smp2 vmx-zeroexit-smp2 q35-vtd-smp2 q35-amdvi-smp2"}
 MEM=${LINUX_MEMORY:-256}
 TQ=${LINUX_TIMEOUT_QEMU:-300}
 TB=${LINUX_TIMEOUT_BOCHS:-2400}
@@ -134,6 +134,7 @@ EOF
         # The same with apic=zeroexit: no APIC access intercepted, Linux's INIT/STARTUP
         # reach its AP as INIT and SIPI VM exits.
         .jenkins/test2.py --emulator bochs --smp "${run#vmx-zeroexit-smp}" --cmdline apic=zeroexit \
+            --expect 'apic=zeroexit: no APIC access intercepted' \
             --qemu-image "$disk" --guest-done 'linux-guest: done' --memory "$MEM" \
             --timeout "$TB" --work-dir "$dir" > "$dir/test2.out" 2>&1
         rc=$?; hyp=1 ;;
