@@ -34,6 +34,29 @@ nums() {
                        s/^\([0-9][0-9]*\) passed, \([0-9][0-9]*\) failed\(, \([0-9][0-9]*\) skipped\)\{0,1\}.*/\1 \2 \4/p' | head -n 1
 }
 
+# script_step NAME LOG LIST_RE COMMAND...: a step whose COMMAND ends "N passed, N failed"
+# (its log in LOG); lines matching LIST_RE (if not empty) are listed under the verdict,
+# the end of the log on a failure. No summary line counts one failure.
+script_step() {
+    name=$1; log=$2; list=$3; shift 3
+    start=$(date +%s)
+    "$@" >"$log" 2>&1
+    rc=$?
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n1)
+    if [ -n "$line" ]; then
+        set -- $(nums "$line")
+        p=$1; f=$2
+        [ $rc -eq 0 ] || [ "$f" -gt 0 ] || f=$((f + 1))
+    else
+        p=0; f=1
+    fi
+    add "$p" "$f"
+    if [ "$f" = 0 ]; then v=PASS; else v=FAIL; fi
+    say "$name" "$v" "$p passed, $f failed$([ -n "$line" ] || echo ': no summary line (build failed?)') ($(( $(date +%s) - start ))s)"
+    [ -z "$list" ] || grep -E "$list" "$log" | sed 's/^/    /'
+    [ "$f" = 0 ] || { grep -E '^FAIL' "$log" | head -n 20 | sed 's/^/    /'; show "$log" 40; }
+}
+
 # ---- packages
 start=$(date +%s)
 if tools/deps.sh check >"$out/deps.log" 2>&1; then
@@ -61,42 +84,13 @@ for target in ${CHECK_BUILDS:-all svm vmx-tf vmx-mtf guest} ${CHECK_MATRIX:-}; d
 done
 
 # ---- fuzz targets (libFuzzer, ASan/UBSan): each runs FUZZ_SECONDS (8); each target is
-# one test, failed by a finding (its input stays in tests/fuzz/build/crash-*)
-start=$(date +%s)
-make -s -C tests/fuzz check FUZZ_SECONDS="${FUZZ_SECONDS:-8}" >"$out/fuzz.log" 2>&1
-frc=$?
-line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out/fuzz.log" | tail -n1)
-if [ -n "$line" ]; then
-    set -- $(nums "$line")
-    p=$1; f=$2
-    [ $frc -eq 0 ] || [ "$f" -gt 0 ] || f=$((f + 1))
-    add "$p" "$f"
-    if [ "$f" = 0 ]; then v=PASS; else v=FAIL; fi
-    say "fuzz targets (${FUZZ_SECONDS:-8} s each)" "$v" "$p passed, $f failed ($(( $(date +%s) - start ))s)"
-    grep -E '^fuzz_' "$out/fuzz.log" | sed 's/^/    /'
-    [ "$f" = 0 ] || show "$out/fuzz.log" 60
-else
-    say "fuzz targets" "FAIL" "no summary line (build failed?)"; show "$out/fuzz.log"
-    add 0 1
-fi
+# one test, failed by a finding (its input stays in tests/fuzz/build/crash-*); its
+# executions and coverage are listed under the step's line
+script_step "fuzz targets (${FUZZ_SECONDS:-8} s each)" "$out/fuzz.log" '^fuzz_' \
+    make -s -C tests/fuzz check FUZZ_SECONDS="${FUZZ_SECONDS:-8}"
 
 # ---- host unit tests
-start=$(date +%s)
-make -s -C tests/unit check >"$out/unit.log" 2>&1
-urc=$?
-line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out/unit.log" | tail -n1)
-if [ -n "$line" ]; then
-    set -- $(nums "$line")
-    p=$1; f=$2
-    [ $urc -eq 0 ] || [ "$f" -gt 0 ] || f=$((f + 1))
-    add "$p" "$f"
-    if [ "$f" = 0 ]; then v=PASS; else v=FAIL; fi
-    say "unit tests (cmocka)" "$v" "$p passed, $f failed ($(( $(date +%s) - start ))s)"
-    [ "$f" = 0 ] || show "$out/unit.log" 60
-else
-    say "unit tests (cmocka)" "FAIL" "no summary line (build or crash)"; show "$out/unit.log"
-    add 0 1
-fi
+script_step "unit tests (cmocka)" "$out/unit.log" '' make -s -C tests/unit check
 
 # ---- the runner's own unit tests (.jenkins/test2.py)
 start=$(date +%s)
@@ -120,26 +114,8 @@ fi
 
 # ---- scripts that end "N passed, N failed": configure's options and hypapp layouts,
 # make install
-script_step() {   # NAME LOG COMMAND...
-    name=$1; log=$2; shift 2
-    start=$(date +%s)
-    "$@" >"$log" 2>&1
-    rc=$?
-    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n1)
-    if [ -n "$line" ]; then
-        set -- $(nums "$line")
-        p=$1; f=$2
-        [ $rc -eq 0 ] || [ "$f" -gt 0 ] || f=$((f + 1))
-    else
-        p=0; f=1
-    fi
-    add "$p" "$f"
-    if [ "$f" = 0 ]; then v=PASS; else v=FAIL; fi
-    say "$name" "$v" "$p passed, $f failed ($(( $(date +%s) - start ))s)"
-    [ "$f" = 0 ] || { grep -E '^FAIL' "$log" | head -n 20 | sed 's/^/    /'; show "$log" 20; }
-}
-script_step "configure options" "$out/configure.log" tests/configure/run.sh
-script_step "make install (DESTDIR)" "$out/install.log" tests/install/run.sh
+script_step "configure options" "$out/configure.log" '' tests/configure/run.sh
+script_step "make install (DESTDIR)" "$out/install.log" '' tests/install/run.sh
 
 # ---- Bochs 3.0 (built once into ~/.cache/xmhf)
 start=$(date +%s)

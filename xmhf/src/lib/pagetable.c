@@ -68,6 +68,16 @@ static uint64_t *next_table(const struct pt_format *f, uint64_t *e, unsigned lev
     return t;
 }
 
+/* Past the entry of this size that covers *in: to its end, or to the end of the range. */
+static void advance(uint64_t *in, uint64_t *len, uint64_t size)
+{
+    uint64_t step = size - (*in & (size - 1));
+    if (step > *len)
+        step = *len;
+    *in += step;
+    *len -= step;
+}
+
 static bool aligned_4k(uint64_t v)
 {
     return (v & (SIZE_4K - 1)) == 0;
@@ -136,11 +146,7 @@ int pt_unmap(const struct pt_format *f, uint64_t *root, uint64_t in, uint64_t le
                 return -1;
         }
         *e = 0;
-        uint64_t step = size - (in & (size - 1));
-        if (step > len)
-            step = len;
-        in += step;
-        len -= step;
+        advance(&in, &len, size);
     }
     return 0;
 }
@@ -192,11 +198,7 @@ int pt_retype(const struct pt_format *f, uint64_t *root, uint64_t in, uint64_t l
             if (table == NULL)
                 return -1;
         }
-        uint64_t step = size - (in & (size - 1));
-        if (step > len)
-            step = len;
-        in += step;
-        len -= step;
+        advance(&in, &len, size);
     }
     return 0;
 }
