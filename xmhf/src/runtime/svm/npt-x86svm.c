@@ -98,11 +98,15 @@ int svm_npt_map_lazy(uint64_t gpa)
 {
     if (gpa >= phys_bits_limit || gpa_in_hypervisor(gpa, 1))
         return -1;
-    uint64_t base = gpa & ~0x1fffffull;
+    /* A 2 MiB block at a time, unless an IOMMU register block (or the region) shares
+     * it: then only the 4 KiB page touched, or a neighbouring access would map the
+     * registers that hold DMA protection. */
+    uint64_t size = gpa_in_hypervisor(gpa & ~0x1fffffull, 0x200000ull) ? 0x1000ull : 0x200000ull;
+    uint64_t base = gpa & ~(size - 1);
     spin_lock(&npt_lock);
     if (!npt_lookup(npt_root, gpa, NULL, &npt_heap) &&
-        (npt_map(npt_root, base, base, 0x200000ull, PROT_UC, &npt_guest_heap) != 0 ||
-         npt_retype(npt_root, base, 0x200000ull, guest_memory_type, (void *)types_from,
+        (npt_map(npt_root, base, base, size, PROT_UC, &npt_guest_heap) != 0 ||
+         npt_retype(npt_root, base, size, guest_memory_type, (void *)types_from,
                     &npt_guest_heap) != 0)) {
         spin_unlock(&npt_lock);
         return -1;      /* out of the pages the guest may use: refused like the region */

@@ -96,11 +96,16 @@ int vmx_ept_map_lazy(uint64_t gpa)
 {
     if (gpa >= phys_bits_limit || gpa_in_hypervisor(gpa, 1))
         return -1;
-    uint64_t base = gpa & ~(PAGE_SIZE_2M - 1);
+    /* A 2 MiB block at a time, unless an IOMMU register block (or the region) shares
+     * it: then only the 4 KiB page touched, or a neighbouring access would map the
+     * registers that hold DMA protection. */
+    uint64_t size = gpa_in_hypervisor(gpa & ~(PAGE_SIZE_2M - 1), PAGE_SIZE_2M) ? PAGE_SIZE_4K
+                                                                               : PAGE_SIZE_2M;
+    uint64_t base = gpa & ~(size - 1);
     spin_lock(&ept_lock);
     if (!ept_lookup(ept_root, gpa, NULL, &ept_heap) &&
-        (ept_map(ept_root, base, base, PAGE_SIZE_2M, PROT_UC, &ept_guest_heap) != 0 ||
-         ept_retype(ept_root, base, PAGE_SIZE_2M, guest_memory_type, (void *)types_from,
+        (ept_map(ept_root, base, base, size, PROT_UC, &ept_guest_heap) != 0 ||
+         ept_retype(ept_root, base, size, guest_memory_type, (void *)types_from,
                     &ept_guest_heap) != 0)) {
         spin_unlock(&ept_lock);
         return -1;      /* out of the pages the guest may use: refused like the region */
