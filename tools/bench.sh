@@ -145,12 +145,19 @@ echo
 echo "SVM steps by RFLAGS.TF + #DB: one #NPF and one #DB exit per access. QEMU's TSC is"
 echo "not instruction-exact (it is the host's time, and every world switch flushes QEMU's"
 echo "TLB): the ticks are indicative only; exits per access is the deterministic figure."
-# ---- VM exits by class during a Linux boot ----
+# ---- VM exits by class during a Linux boot; boot and CPU hotplug cost ----
 # The Linux guest of tests/linux (Debian 12's kernel, busybox, 2 CPUs, 256 MB) booted to
 # its "linux-guest: done" under a build that prints every CPU's exit counters every 64
 # exits (make EXITLOG=64: build/bench-vmx, build/bench-svm); the figures are each
-# CPU's last line before "done", so they are exact to within 64. BENCH_LINUX=0 leaves
-# this part out (four Linux boots, minutes each under Bochs).
+# CPU's last line before "done", so they are exact to within 64. apic=zeroexit takes so
+# few exits that its build prints at every exit (EXITLOG=1, build/bench-vmx1): exact.
+# The guest's /init takes every CPU but 0 offline and online 3 times (tests/linux/init);
+# a hotplug cycle is measured from one "CPU 1 is now offline" kernel line to the next
+# (first to third, halved), in exits (all CPUs) and in TSC ticks from the kernel's
+# timestamps at its calibrated TSC rate (virtual time: on Bochs the instructions run,
+# the hypervisor's included, plus the idle stretches Bochs skips, so not a path
+# length). The native Bochs 3.0 boot is the reference for ticks. BENCH_LINUX=0
+# leaves this part out (six Linux boots, minutes each under Bochs).
 linux_run() {
     name=$1 emu=$2 bin=$3
     shift 3
@@ -192,28 +199,90 @@ linux_classes() {
         }'
 }
 
+# linux_hotplug LOG LABEL: one row of boot and per-cycle figures from a serial log.
+linux_hotplug() {
+    tr -d '\r' <"$1" 2>/dev/null |
+    awk -v label="$2" '
+        function total(   c, s) { s = 0; for (c in last) s += last[c]; return s }
+        function stamp(line,   t) {
+            if (match(line, /^\[ *[0-9]+\.[0-9]+\]/) == 0) return -1
+            t = substr(line, 2, RLENGTH - 2); gsub(/ /, "", t); return t + 0
+        }
+        /^xmhf: exits cpu / { c = $4; sub(":", "", c); last[c] = $5 }
+        /tsc: Detected [0-9.]+ MHz/ && !mhz {
+            for (i = 1; i <= NF; i++) if ($i == "MHz") mhz = $(i - 1) + 0
+        }
+        /linux-guest: \/init started/ && boot_t == "" {
+            for (i = 1; i <= NF; i++) if ($i == "uptime") boot_t = $(i + 1) + 0
+            boot_x = total()
+        }
+        /CPU 1 is now offline/ { n++; t[n] = stamp($0); x[n] = total() }
+        /linux-guest: done/ { exit }
+        END {
+            bt = bx = ct = cx = "-"
+            if (boot_t != "" && mhz) bt = sprintf("%.0f", boot_t * mhz * 1e6)
+            if (boot_t != "" && length(last)) bx = boot_x
+            if (n >= 2) {
+                if (t[1] >= 0 && t[n] >= 0 && mhz)
+                    ct = sprintf("%.0f", (t[n] - t[1]) * mhz * 1e6 / (n - 1))
+                if (length(last)) cx = sprintf("%.0f", (x[n] - x[1]) / (n - 1))
+            }
+            printf "%-34s | %11s | %14s | %16s | %15s\n", label, bx, bt, cx, ct
+        }'
+}
+
 if [ "${BENCH_LINUX:-1}" != 0 ]; then
     disk=$(cd "$root" && tests/linux/build-disk.sh 2>"$work/disk.log" | tail -n 1)
-    rm -rf "$root/build/bench-vmx" "$root/build/bench-svm"   # the flag is not a dependency
+    rm -rf "$root/build/bench-vmx" "$root/build/bench-svm" "$root/build/bench-vmx1"   # the flag is not a dependency
     make -s -C "$root" OUT=build/bench-vmx TARGET_ARCH=x86-vmx EXITLOG=64 all \
         >"$work/exitlog-build.log" 2>&1 &&
     make -s -C "$root" OUT=build/bench-svm TARGET_ARCH=x86-svm EXITLOG=64 all \
+        >>"$work/exitlog-build.log" 2>&1 &&
+    make -s -C "$root" OUT=build/bench-vmx1 TARGET_ARCH=x86-vmx EXITLOG=1 all \
         >>"$work/exitlog-build.log" 2>&1 || echo "bench: the EXITLOG builds failed" >&2
     if [ -f "$disk" ]; then
         linux_run spp bochs build/bench-vmx --cpu-model corei7_icelake_u
         linux_run mtf bochs build/bench-vmx
         linux_run tf bochs-nomtf build/bench-vmx
         linux_run svm qemu-svm build/bench-svm
+        linux_run zeroexit bochs build/bench-vmx1 --cmdline apic=zeroexit
+        echo "bench: linux-native: Bochs 3.0 without the hypervisor (tests/linux/run.sh)" >&2
+        (cd "$root" && LINUX_RUNS=native-bochs LINUX_OUT="$work" tests/linux/run.sh) \
+            >"$work/linux-native.out" 2>&1 ||
+            echo "bench: linux-native: the run failed, see $work/linux-native.out" >&2
         echo
-        echo "VM exits by class, Linux boot to 'linux-guest: done' (2 CPUs; exact to 64)"
+        echo "VM exits by class, Linux boot to 'linux-guest: done' (2 CPUs; exact to 64, zeroexit exact)"
         for r in "spp vmx MTF+SPP (Bochs 3.0 icelake_u)" "mtf vmx MTF (Bochs 3.0 skylake_x)" \
-                 "tf vmx TF (Bochs 2.7)" "svm svm SVM (QEMU TCG)"; do
+                 "tf vmx TF (Bochs 2.7)" "zeroexit vmx apic=zeroexit (Bochs 3.0 skylake_x)" \
+                 "svm svm SVM (QEMU TCG)"; do
             set -- $r
             n=$1 a=$2
             shift 2
             echo "$*:"
             linux_classes "$n" "$a"
         done
+        echo
+        echo "Linux boot and CPU hotplug (2 CPUs): exits summed over the CPUs; ticks from the"
+        echo "kernel's clock (Bochs: instructions); a cycle = cpu1 offline + online"
+        printf '%-34s | %11s | %14s | %16s | %15s\n' run "boot exits" "boot ticks" \
+            "exits per cycle" "ticks per cycle"
+        printf '%s\n' "-----------------------------------+-------------+----------------+------------------+----------------"
+        for r in "native-bochs native Bochs 3.0, no hypervisor" \
+                 "linux-zeroexit apic=zeroexit (Bochs 3.0)" \
+                 "linux-mtf apic=step, MTF (Bochs 3.0)" \
+                 "linux-spp apic=step, MTF+SPP (Bochs 3.0)" \
+                 "linux-tf apic=step, TF (Bochs 2.7)" \
+                 "linux-svm AMD build (QEMU TCG)"; do
+            set -- $r
+            d=$1
+            shift
+            linux_hotplug "$work/$d/serial.log" "$*"
+        done
+        echo
+        echo "boot = kernel start to /init (its uptime line; exits: power-on to /init). Ticks"
+        echo "are virtual time (idle included), not path length. Exits exact to 64 per CPU for"
+        echo "the EXITLOG=64 builds, exact for apic=zeroexit; QEMU's ticks follow the host's"
+        echo "clock (indicative only)."
     else
         echo "bench: no Linux disk (tests/linux/build-disk.sh), see $work/disk.log" >&2
     fi

@@ -20,7 +20,8 @@
 #
 # Environment: LINUX_RUNS (default "native native-bochs svm-smp2 vmx-smp2
 # vmx-zeroexit-smp2 q35-vtd-smp2 q35-amdvi-smp2"), LINUX_MEMORY (MB,
-# default 256), LINUX_TIMEOUT_QEMU / LINUX_TIMEOUT_BOCHS (seconds).
+# default 256), LINUX_TIMEOUT_QEMU / LINUX_TIMEOUT_BOCHS (seconds), LINUX_OUT (the runs'
+# directory, default build/check-linux).
 # Expects `make all svm` done; prints one line per run and "N passed, N failed".
 set -u
 cd "$(dirname "$0")/../.."
@@ -29,7 +30,7 @@ RUNS=${LINUX_RUNS:-"native native-bochs svm-smp2 vmx-smp2 vmx-zeroexit-smp2 q35-
 MEM=${LINUX_MEMORY:-256}
 TQ=${LINUX_TIMEOUT_QEMU:-300}
 TB=${LINUX_TIMEOUT_BOCHS:-2400}
-OUT=$(pwd)/build/check-linux
+OUT=${LINUX_OUT:-$(pwd)/build/check-linux}
 mkdir -p "$OUT"
 
 disk=$(tests/linux/build-disk.sh | tail -n 1)
