@@ -372,6 +372,7 @@ bool t_debug_apic_tf(struct test_result *r);
 /* msr_tests.c */
 bool t_virt_hidden(struct test_result *r);
 bool t_mtrr_writes(struct test_result *r);
+bool t_cr0_writes(struct test_result *r);
 /* task_tests.c + pm32.S */
 bool t_task_switches(struct test_result *r);
 void print_hv_stats(void);

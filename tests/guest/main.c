@@ -20,6 +20,7 @@ static const struct guest_test tests[] = {
     /* the processor's own machinery as the guest sees it (msr_tests.c) */
     { "virt_hidden",              t_virt_hidden },
     { "mtrr_writes",              t_mtrr_writes },
+    { "cr0_writes",               t_cr0_writes },
     { "task_switches",            t_task_switches },   /* BSP in 32-bit protected mode */
     /* not part of the hypervisor contract: the guest's own fault machinery */
     { "fault_recovery",           t_fault_recovery },

@@ -9,6 +9,8 @@ uint64_t probe_rdmsr(uint32_t msr);
 void probe_rdmsr_recover(void);
 void probe_wrmsr(uint32_t msr, uint64_t val);
 void probe_wrmsr_recover(void);
+void probe_write_cr0(uint64_t val);
+void probe_write_cr0_recover(void);
 void probe_write_cr4(uint64_t val);
 void probe_write_cr4_recover(void);
 void probe_vmxoff(void), probe_stgi(void), probe_getsec(void), probe_virt_recover(void);
@@ -222,4 +224,58 @@ bool t_mtrr_writes(struct test_result *r)
         return test_fail(r, "%llu WRMSR exits for %llu MTRR writes",
                          (unsigned long long)(after - before), (unsigned long long)writes);
     return test_pass(r, "VCNT %u, %llu writes, each exited", vcnt, (unsigned long long)writes);
+}
+
+static int cr0_vec(uint64_t val)
+{
+    struct fault_info f;
+    fault_expect((const void *)probe_write_cr0_recover);
+    probe_write_cr0(val);
+    return fault_expect_end(&f) ? (int)f.vector : -1;
+}
+
+static uint64_t read_cr0(void)
+{
+    uint64_t v;
+    __asm__ volatile("mov %%cr0, %0" : "=r"(v));
+    return v;
+}
+
+#define CR0_NE (1ull << 5)
+#define CR0_NW (1ull << 29)
+#define CR0_CD (1ull << 30)
+#define CR0_PG (1ull << 31)
+
+/* MOV to CR0 in 64-bit mode, each invalid value #GP(0) with CR0 unchanged (SDM Vol. 2B
+ * MOV to CR): paging off in 64-bit mode, NW without CD, a bit above 31. Each also clears
+ * NE, a bit VMX keeps set, so under the Intel half the write exits and the hypervisor
+ * must find the fault (before, it left IA-32e mode under a 64-bit CS: VM entry failed
+ * and the guest was reset). Clearing NE alone is valid and reads back. */
+bool t_cr0_writes(struct test_result *r)
+{
+    uint64_t cr0 = read_cr0();
+    static const struct { const char *what; uint64_t set, clear; } bad[] = {
+        { "PG clear", 0, CR0_PG | CR0_NE },
+        { "PG clear, NE kept", 0, CR0_PG },
+        { "NW without CD", CR0_NW, CR0_CD | CR0_NE },
+        { "bit 32", 1ull << 32, CR0_NE },
+    };
+    for (unsigned i = 0; i < ARRAY_SIZE(bad); i++) {
+        int e = cr0_vec((cr0 | bad[i].set) & ~bad[i].clear);
+        if (e != 13)
+            return test_fail(r, "MOV CR0 (%s): vector %d, expected 13", bad[i].what, e);
+        if (read_cr0() != cr0)
+            return test_fail(r, "MOV CR0 (%s) faulted but CR0 is 0x%llx (was 0x%llx)",
+                             bad[i].what, (unsigned long long)read_cr0(),
+                             (unsigned long long)cr0);
+    }
+    int e = cr0_vec(cr0 & ~CR0_NE);
+    uint64_t now = read_cr0();
+    probe_write_cr0(cr0);
+    if (e != -1 || now != (cr0 & ~CR0_NE))
+        return test_fail(r, "MOV CR0 with NE clear: vector %d, reads 0x%llx", e,
+                         (unsigned long long)now);
+    if (read_cr0() != cr0)
+        return test_fail(r, "CR0 not restored: 0x%llx", (unsigned long long)read_cr0());
+    return test_pass(r, "4 invalid CR0 values #GP(0), CR0 kept; NE cleared and set again");
 }

@@ -245,6 +245,13 @@ probe_wrmsr:
 probe_wrmsr_recover:
     ret
 
+/* void probe_write_cr0(uint64_t val) */
+    .globl probe_write_cr0, probe_write_cr0_recover
+probe_write_cr0:
+    movq    %rdi, %cr0
+probe_write_cr0_recover:
+    ret
+
 /* void probe_write_cr4(uint64_t val) */
     .globl probe_write_cr4, probe_write_cr4_recover
 probe_write_cr4:

@@ -106,7 +106,7 @@ smp_cases="ap_startup ap_starts_ap ipi_all_pairs apic_access_loop nmi_storm \
            init_physical init_bsp"
 case $mode in
 plain)
-    for t in boot_state e820_call memsize_calls fault_recovery virt_hidden mtrr_writes \
+    for t in boot_state e820_call memsize_calls fault_recovery virt_hidden mtrr_writes cr0_writes \
              task_switches $smp_cases; do
         expect "^guest: (PASS|SKIP) $t" "$t did not pass"
     done
@@ -118,19 +118,19 @@ plain)
     expect '^guest: SKIP iomon_ports: no hypervisor' "iomon_ports did not skip"
     expect '^guest: SKIP user_hypercall: no hypervisor' "user_hypercall did not skip"
     expect '^guest: SKIP dma_protection: no hypervisor' "dma_protection did not skip"
-    expect_counts 38 5
+    expect_counts 39 5
     ;;
 fakehv)
     for t in boot_state e820_call e820_hides_hypervisor memsize_calls hello_hypercall \
              unknown_hypercall hypervisor_write_blocked runtime_info fault_recovery \
-             virt_hidden mtrr_writes task_switches $smp_cases; do
+             virt_hidden mtrr_writes cr0_writes task_switches $smp_cases; do
         expect "^guest: (PASS|SKIP) $t" "$t did not pass"
     done
     expect '^guest: SKIP wprot_pages: hypapp wprot is not built in' \
         "wprot_pages did not skip"
     expect '^guest: SKIP dma_protection: (no hypervisor|the hypervisor does not answer)' \
         "dma_protection did not skip"
-    expect_counts 43 0
+    expect_counts 44 0
     ;;
 bench)
     expect '^bench: xapic_read ticks/access=' "no xapic_read figure"

@@ -10,21 +10,53 @@
 #include "vmx-x86vmx.h"
 
 /* The guest's PDPTEs for PAE paging without IA-32e mode: loaded by the processor on its
- * own MOV to CR, but not when the hypervisor performs the write (SDM 26.3.1.6). */
-static void load_pdptes(uint64_t cr3)
+ * own MOV to CR, but not when the hypervisor performs the write (SDM 26.3.1.6). A present
+ * PDPTE with a reserved bit (2:1, 8:5, MAXPHYADDR and up: SDM 4.4.1) is the #GP(0) of the
+ * MOV (false here, nothing loaded), where VM entry would otherwise fail. */
+static bool pdptes_valid(const uint64_t pdpte[4])
+{
+    uint32_t r[4];
+    cpuid(0x80000000u, 0, r);
+    unsigned bits = 36;
+    if (r[0] >= 0x80000008u) {
+        cpuid(0x80000008u, 0, r);
+        bits = r[0] & 0xff;
+    }
+    uint64_t reserved = 0x1e6ull | (bits < 64 ? ~0ull << bits : 0);
+    for (unsigned i = 0; i < 4; i++)
+        if ((pdpte[i] & 1) && (pdpte[i] & reserved))
+            return false;
+    return true;
+}
+
+static bool load_pdptes(uint64_t cr3)
 {
     uint64_t pdpte[4] = { 0, 0, 0, 0 };
     guest_phys_read(cr3 & 0xffffffe0ull, pdpte, sizeof(pdpte));
+    if (!pdptes_valid(pdpte))
+        return false;
     vmwrite64(VMCS_GUEST_PDPTE0, pdpte[0]);
     vmwrite64(VMCS_GUEST_PDPTE1, pdpte[1]);
     vmwrite64(VMCS_GUEST_PDPTE2, pdpte[2]);
     vmwrite64(VMCS_GUEST_PDPTE3, pdpte[3]);
+    return true;
+}
+
+/* Whether CR0/CR4 (with CR3 as it is) select PAE paging outside IA-32e mode, and if so
+ * whether its PDPTEs may be loaded. */
+static bool pae_pdptes_ok(uint64_t cr0, uint64_t cr4, uint64_t efer)
+{
+    if (!(cr0 & CR0_PG) || !(cr4 & CR4_PAE) || (efer & EFER_LMA))
+        return true;
+    uint64_t pdpte[4] = { 0, 0, 0, 0 };
+    guest_phys_read(vmreadN(VMCS_GUEST_CR3) & 0xffffffe0ull, pdpte, sizeof(pdpte));
+    return pdptes_valid(pdpte);
 }
 
 void vmx_after_paging_change(struct vmx_cpu *x, uint64_t cr0, uint64_t cr4, uint64_t efer)
 {
     if ((cr0 & CR0_PG) && (cr4 & CR4_PAE) && !(efer & EFER_LMA))
-        load_pdptes(vmreadN(VMCS_GUEST_CR3));
+        (void)load_pdptes(vmreadN(VMCS_GUEST_CR3));
     x->entry = (efer & EFER_LMA) ? x->entry | ENTRY_IA32E_GUEST : x->entry & ~ENTRY_IA32E_GUEST;
     vmwrite32(VMCS_ENTRY_CTLS, x->entry);
 }
@@ -46,13 +78,22 @@ static bool guest_write_cr0(struct vcpu *v, uint64_t val)
     uint64_t efer = vmread64(VMCS_GUEST_EFER);
     if ((val >> 32) || ((val & CR0_PG) && !(val & CR0_PE)) || ((val & CR0_NW) && !(val & CR0_CD)))
         return false;
+    /* Paging cannot be turned off in 64-bit mode or with PCIDE set, nor WP cleared with
+     * CET on (SDM Vol. 2B MOV to CR #GP conditions); VM entry would fail instead. */
+    if (!(val & CR0_PG) && (old & CR0_PG) && (vmx_guest_64bit() || (cr4 & CR4_PCIDE)))
+        return false;
+    if (!(val & CR0_WP) && (cr4 & CR4_CET))
+        return false;
     if ((val & CR0_PG) && !(old & CR0_PG) && (efer & EFER_LME)) {
-        if (!(cr4 & CR4_PAE))
+        /* IA-32e mode is activated only with PAE and from a CS without L. */
+        if (!(cr4 & CR4_PAE) || (vmread32(VMCS_GUEST_CS_AR) & AR_L))
             return false;
         efer |= EFER_LMA;
     } else if (!(val & CR0_PG) && (old & CR0_PG) && (efer & EFER_LMA)) {
         efer &= ~EFER_LMA;
     }
+    if (!pae_pdptes_ok(val, cr4, efer))
+        return false;
     uint64_t real = (val | x->cr0_guest_fixed0) & x->cr0_fixed1;
     vmwriteN(VMCS_CR0_SHADOW, val);
     vmwriteN(VMCS_GUEST_CR0, real);
@@ -71,6 +112,8 @@ static bool guest_write_cr4(struct vcpu *v, uint64_t val)
     if ((val & (CR4_VMXE | CR4_SMXE)) || (val & ~(x->cr4_fixed1 | x->cr4_fixed0)) ||
         ((efer & EFER_LMA) && !(val & CR4_PAE)))
         return false;
+    if (!pae_pdptes_ok(vmreadN(VMCS_GUEST_CR0), (val | x->cr4_fixed0) & x->cr4_fixed1, efer))
+        return false;
     uint64_t real = (val | x->cr4_fixed0) & x->cr4_fixed1;
     vmwriteN(VMCS_CR4_SHADOW, val);
     vmwriteN(VMCS_GUEST_CR4, real);
@@ -86,9 +129,16 @@ static void guest_cr3_access(struct vcpu *v, unsigned type, unsigned reg, uint64
     if (type == CRQ_MOV_FROM) {
         vmx_set_gpr(v, reg, vmreadN(VMCS_GUEST_CR3));
     } else {
+        uint64_t old = vmreadN(VMCS_GUEST_CR3);
         vmwriteN(VMCS_GUEST_CR3, val);
-        vmx_after_paging_change(vmx_of(v->cpu), vmreadN(VMCS_GUEST_CR0), vmreadN(VMCS_GUEST_CR4),
-                            vmread64(VMCS_GUEST_EFER));
+        uint64_t cr0 = vmreadN(VMCS_GUEST_CR0), cr4 = vmreadN(VMCS_GUEST_CR4);
+        uint64_t efer = vmread64(VMCS_GUEST_EFER);
+        if (!pae_pdptes_ok(cr0, cr4, efer)) {
+            vmwriteN(VMCS_GUEST_CR3, old);
+            arch_guest_inject_exception(v, EXC_GP, true, 0);
+            return;
+        }
+        vmx_after_paging_change(vmx_of(v->cpu), cr0, cr4, efer);
     }
     vmx_skip_instruction(v);
 }
