@@ -260,10 +260,17 @@ bool t_cr0_writes(struct test_result *r)
         { "NW without CD", CR0_NW, CR0_CD | CR0_NE },
         { "bit 32", 1ull << 32, CR0_NE },
     };
+    /* QEMU 7.2's TCG makes none of these checks, natively as under the hypervisor (its
+     * CR0 update leaves IA-32e mode on PG clear, and the guest triple-faults; it takes NW
+     * without CD): nothing to compare with there. */
+    if (smbios_manufacturer_is("QEMU"))
+        return test_skip(r, "QEMU's TCG does not raise the MOV CR0 #GPs");
     for (unsigned i = 0; i < ARRAY_SIZE(bad); i++) {
         int e = cr0_vec((cr0 | bad[i].set) & ~bad[i].clear);
-        if (e != 13)
+        if (e != 13) {
+            probe_write_cr0(cr0);
             return test_fail(r, "MOV CR0 (%s): vector %d, expected 13", bad[i].what, e);
+        }
         if (read_cr0() != cr0)
             return test_fail(r, "MOV CR0 (%s) faulted but CR0 is 0x%llx (was 0x%llx)",
                              bad[i].what, (unsigned long long)read_cr0(),
