@@ -41,12 +41,18 @@ static int wrmsr_vec(uint32_t msr, uint64_t val)
     return fault_expect_end(&f) ? (int)f.vector : -1;
 }
 
-static int cr4_vec(uint64_t val)
+/* A MOV to a control register through its probe: the vector of its fault, or -1. */
+static int cr_write_vec(void (*probe)(uint64_t), void (*recover)(void), uint64_t val)
 {
     struct fault_info f;
-    fault_expect((const void *)probe_write_cr4_recover);
-    probe_write_cr4(val);
+    fault_expect((const void *)recover);
+    probe(val);
     return fault_expect_end(&f) ? (int)f.vector : -1;
+}
+
+static int cr4_vec(uint64_t val)
+{
+    return cr_write_vec(probe_write_cr4, probe_write_cr4_recover, val);
 }
 
 static int insn_vec(void (*probe)(void))
@@ -228,10 +234,7 @@ bool t_mtrr_writes(struct test_result *r)
 
 static int cr0_vec(uint64_t val)
 {
-    struct fault_info f;
-    fault_expect((const void *)probe_write_cr0_recover);
-    probe_write_cr0(val);
-    return fault_expect_end(&f) ? (int)f.vector : -1;
+    return cr_write_vec(probe_write_cr0, probe_write_cr0_recover, val);
 }
 
 static uint64_t read_cr0(void)

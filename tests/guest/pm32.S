@@ -254,8 +254,9 @@ send_nmi:
 /* ---- the other tasks: each starts at its entry, and after its IRET/JMP the next
  * switch to it resumes just after that instruction, so each is a loop. */
     .globl pm32_task_a, pm32_task_b, pm32_task_df, pm32_task_nmi, pm32_task_tsh
-pm32_task_a:
-    LOG     $0xa0
+/* A task's first words: its tag, TR, and its NT flag. */
+.macro TASK_HEAD tag
+    LOG     \tag
     str     %ax
     movzwl  %ax, %eax
     LOG     %eax
@@ -263,20 +264,17 @@ pm32_task_a:
     popl    %eax
     andl    $NT, %eax
     LOG     %eax
+.endm
+
+pm32_task_a:
+    TASK_HEAD $0xa0
     movzwl  pm32_tss_page + 1 * TSS_SIZE, %eax   /* link field: a JMP leaves it */
     LOG     %eax
     ljmpl   $TSS_MAIN, $0
     jmp     pm32_task_a
 
 pm32_task_b:
-    LOG     $0xb0
-    str     %ax
-    movzwl  %ax, %eax
-    LOG     %eax
-    pushfl
-    popl    %eax
-    andl    $NT, %eax
-    LOG     %eax
+    TASK_HEAD $0xb0
     movzwl  pm32_tss_page + 2 * TSS_SIZE, %eax
     LOG     %eax
     movzbl  pm32_gdt_page + TSS_MAIN + 5, %eax   /* the caller stays busy */
