@@ -15,6 +15,7 @@
  * STARTUP policy (smpguest.c), everything else written to the real APIC. */
 #ifndef XMHF_APICSTEP_H
 #define XMHF_APICSTEP_H
+#include "gwalk.h"
 #include "xmhf.h"
 
 #define APIC_SLOTS 256u     /* 16-byte register slots of the 4 KiB page (SDM table 11-1) */
@@ -52,6 +53,30 @@ void apic_capture_fill(struct apic_capture *cap, struct pcpu *c, uint32_t off,
  * page need not hold the real registers (regs = false above; a hostile guest that
  * changes the bytes before the step only misleads its own reads). */
 bool apic_insn_is_plain_store(const uint8_t *b, unsigned n, bool long64);
+
+/* The instruction bytes b (n of them) are a PUSHF (9C after legacy and, in 64-bit code,
+ * REX prefixes): the one instruction that stores RFLAGS, so the step's own TF, in memory.
+ * (An event delivery does too, but that step sets no TF; a task switch is the arch
+ * half's.) */
+bool apic_insn_is_pushf(const uint8_t *b, unsigned n, bool long64);
+
+/* What a completed TF step of an instruction the guest's own TF was clear for needs to
+ * find a FLAGS image it pushed: where the instruction was, and the stack before and
+ * after it. */
+struct apic_step_regs {
+    uint64_t cs_base, rip;          /* the stepped instruction */
+    uint64_t ss_base, rsp_before, rsp_after;
+    bool long64;                    /* 64-bit code: no segment bases, 64-bit RSP */
+    bool stack32;                   /* otherwise SS.B: ESP, else SP */
+};
+
+/* If the stepped instruction was a PUSHF, its image carries the step's TF (bit 8):
+ * cleared in its byte on the capture page before the commit (or in guest RAM when that
+ * byte is off the trapped page at apic_gpa), so that neither the APIC register written
+ * nor the guest's stack shows it. Only a step that moved the stack pointer down by an
+ * image's size (2, 4 or 8) is decoded, through the guest's page tables (g). */
+void apic_step_untrace_pushf(struct apic_capture *cap, uint64_t apic_gpa,
+                             const struct gwalk *g, const struct apic_step_regs *r);
 
 /* Whether RCX, RSI or RDI moved since the fill: an iteration of a REP string instruction
  * completed even though RIP stayed (for a single-step trap that does not report DR6.BS:

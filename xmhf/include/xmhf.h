@@ -194,6 +194,8 @@ uint64_t e820_hook_call(struct vcpu *v);
 
 /* Guest-visible memory map (firmware map, hypervisor region and hook reserved). */
 extern struct e820_map g_guest_e820;
+/* [gpa, gpa + n) lies in RAM of that map (e820hook.c). */
+bool guest_ram_range(uint64_t gpa, uint64_t n);
 
 /* The view of one guest CPU that common code (hypercalls, E820 hook, hypapps) uses;
  * the architecture half fills it at each exit and writes back what changed. */

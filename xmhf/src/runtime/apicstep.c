@@ -121,6 +121,58 @@ bool apic_insn_is_plain_store(const uint8_t *b, unsigned n, bool long64)
     return (b[i] == 0xc6 || b[i] == 0xc7) && ((b[i + 1] >> 3) & 7) == 0;
 }
 
+bool apic_insn_is_pushf(const uint8_t *b, unsigned n, bool long64)
+{
+    unsigned i = 0;
+    while (i < n && (b[i] == 0x66 || b[i] == 0x67 || b[i] == 0x26 || b[i] == 0x2e ||
+                     b[i] == 0x36 || b[i] == 0x3e || b[i] == 0x64 || b[i] == 0x65 ||
+                     b[i] == 0xf0 || b[i] == 0xf2 || b[i] == 0xf3))
+        i++;
+    if (long64 && i < n && (b[i] & 0xf0) == 0x40)
+        i++;
+    return i < n && b[i] == 0x9c;
+}
+
+/* The step's TF out of the image byte at gpa (FLAGS bits 15:8). */
+static void untrace_byte(struct apic_capture *cap, uint64_t apic_gpa, uint64_t gpa)
+{
+    const uint8_t tf = (uint8_t)(RFLAGS_TF >> 8);
+    if ((gpa & ~0xfffull) == apic_gpa) {
+        ((uint8_t *)cap->page)[gpa & 0xfff] &= (uint8_t)~tf;
+        return;
+    }
+    uint8_t fl;
+    if (guest_ram_range(gpa, 1) && guest_phys_read(gpa, &fl, 1) == 0 && (fl & tf)) {
+        fl &= (uint8_t)~tf;
+        guest_phys_write(gpa, &fl, 1);
+    }
+}
+
+void apic_step_untrace_pushf(struct apic_capture *cap, uint64_t apic_gpa,
+                             const struct gwalk *g, const struct apic_step_regs *r)
+{
+    const uint64_t mask = r->long64 ? ~0ull : r->stack32 ? 0xffffffffull : 0xffffull;
+    const uint64_t lmask = r->long64 ? ~0ull : 0xffffffffull;
+    const uint64_t d = (r->rsp_before - r->rsp_after) & mask;
+    if (d != 2 && d != 4 && d != 8)
+        return;
+    uint8_t b[15];
+    const uint64_t la = ((r->long64 ? 0 : r->cs_base) + r->rip) & lmask;
+    unsigned n = sizeof(b);
+    if (gwalk_read(g, la, b, n) != 0) {     /* the next page may not be there */
+        n = 4096 - (unsigned)(la & 0xfff);
+        if (n > sizeof(b) || gwalk_read(g, la, b, n) != 0)
+            return;
+    }
+    if (!apic_insn_is_pushf(b, n, r->long64))
+        return;
+    /* TF is in the image's second byte, whatever its size (little-endian). */
+    const uint64_t tf_la = ((r->long64 ? 0 : r->ss_base) + ((r->rsp_after + 1) & mask)) & lmask;
+    uint64_t gpa;
+    if (gwalk_translate(g, tf_la, &gpa) == 0)
+        untrace_byte(cap, apic_gpa, gpa);
+}
+
 void apic_capture_fill(struct apic_capture *cap, struct pcpu *c, uint32_t off,
                        const struct gregs *g, bool regs)
 {

@@ -50,7 +50,7 @@ bool e820_hook_is_stub(uint64_t linear_rip)
 }
 
 /* [gpa, gpa + n) lies in RAM of the guest's map (one entry: the map is sanitized). */
-static bool in_guest_ram(uint64_t gpa, uint64_t n)
+bool guest_ram_range(uint64_t gpa, uint64_t n)
 {
     for (uint32_t i = 0; i < g_guest_e820.count; i++) {
         const struct e820_entry *e = &g_guest_e820.e[i];
@@ -63,12 +63,12 @@ static bool in_guest_ram(uint64_t gpa, uint64_t n)
 
 static int ram_read(uint64_t gpa, void *buf, size_t n)
 {
-    return in_guest_ram(gpa, n) ? guest_phys_read(gpa, buf, n) : -1;
+    return guest_ram_range(gpa, n) ? guest_phys_read(gpa, buf, n) : -1;
 }
 
 static int ram_write(uint64_t gpa, const void *buf, size_t n)
 {
-    return in_guest_ram(gpa, n) ? guest_phys_write(gpa, buf, n) : -1;
+    return guest_ram_range(gpa, n) ? guest_phys_write(gpa, buf, n) : -1;
 }
 
 static void set_carry(struct vcpu *v, bool cf)

@@ -79,6 +79,7 @@ static void step_begin(struct svm_cpu *s, enum svm_step kind)
     struct vmcb *vm = s->vmcb;
     s->step = kind;
     s->step_rip = vm->save.rip;
+    s->step_rsp = vm->save.rsp;
     s->step_guest_tf = vm->save.rflags & RFLAGS_TF;
     s->step_dr6 = vm->save.dr6;
     vm->save.dr6 &= ~(DR6_BS | DR6_BN);    /* so that what the step sets is new */
@@ -124,6 +125,22 @@ static void step_untrace_old_task(struct svm_cpu *s)
         fl &= (uint8_t)~(RFLAGS_TF >> 8);
         guest_phys_write(gpa, &fl, 1);
     }
+}
+
+/* A PUSHF stepped with the hypervisor's TF pushed that TF: out of the image again
+ * (apicstep.h), before the commit. VMCB attributes: L is bit 9, D/B bit 10. */
+static void step_untrace_pushf(struct svm_cpu *s)
+{
+    struct vmcb *vm = s->vmcb;
+    struct gwalk g = { .cr0 = vm->save.cr0, .cr3 = vm->save.cr3, .cr4 = vm->save.cr4,
+                       .efer = vm->save.efer, .read = svm_gpa_read };
+    struct apic_step_regs r = {
+        .cs_base = vm->save.cs.base, .rip = s->step_rip,
+        .ss_base = vm->save.ss.base, .rsp_before = s->step_rsp, .rsp_after = vm->save.rsp,
+        .long64 = (vm->save.efer & EFER_LMA) && (vm->save.cs.attrib & (1u << 9)),
+        .stack32 = vm->save.ss.attrib & (1u << 10),
+    };
+    apic_step_untrace_pushf(&s->cap, s->apic_gpa, &g, &r);
 }
 
 /* Undoes what step_begin changed. `executed`: the instruction completed. An IRET that
@@ -222,10 +239,13 @@ static void step_debug(struct vcpu *v, struct svm_cpu *s)
         v->cpu->stats[STAT_STEPS_CANCELLED]++;
         return;
     }
-    if (kind == STEP_APIC)
+    if (kind == STEP_APIC) {
+        if (!s->step_guest_tf)
+            step_untrace_pushf(s);
         apic_capture_commit(v, &s->cap);
-    else if (kind == STEP_IRET)
+    } else if (kind == STEP_IRET) {
         s->nmi_iret_armed = false;
+    }
 }
 
 /* An exception raised by the stepped instruction (the step is undone before anything

@@ -28,7 +28,7 @@ struct svm_cpu {
     /* The single-step in progress (smpg-x86svm.c). */
     uint32_t step;              /* enum svm_step */
     bool step_guest_tf;         /* RFLAGS.TF was the guest's own at the start */
-    uint64_t step_rip, step_dr6;
+    uint64_t step_rip, step_rsp, step_dr6;
     struct svm_seg step_tr;     /* TR and CR3 at the start: a task switch in the step */
     uint64_t step_cr3;
     uint32_t saved_exc, saved_int1, saved_int2;

@@ -82,6 +82,7 @@ bool vmx_smpg_apic_trap(struct vcpu *v, uint64_t gpa, uint64_t qual)
         return false;
     apic_capture_fill(&x->cap, v->cpu, (uint32_t)gpa, v->regs, true);
     x->step_rip = vmreadN(VMCS_GUEST_RIP);
+    x->step_rsp = vmreadN(VMCS_GUEST_RSP);
     vmx_ept_apic_entry(x, APIC_MAP_CAPTURE);
     x->saved_exc_bitmap = vmread32(VMCS_EXCEPTION_BITMAP);
     vmwrite32(VMCS_EXCEPTION_BITMAP, 0xffffffffu);
@@ -137,6 +138,29 @@ bool vmx_smpg_apic_trap(struct vcpu *v, uint64_t gpa, uint64_t qual)
     return true;
 }
 
+static int vmx_gpa_read(void *ctx, uint64_t gpa, void *buf, unsigned n)
+{
+    (void)ctx;
+    return guest_phys_read(gpa, buf, n);
+}
+
+/* A PUSHF stepped with the hypervisor's TF pushed that TF: out of the image again
+ * (apicstep.h). SDM Vol. 3A 25.4.1 for the access-rights bits (CS.L 13, SS.B 14). */
+static void step_untrace_pushf(struct vmx_cpu *x)
+{
+    struct gwalk g = { .cr0 = vmreadN(VMCS_GUEST_CR0), .cr3 = vmreadN(VMCS_GUEST_CR3),
+                       .cr4 = vmreadN(VMCS_GUEST_CR4), .efer = vmread64(VMCS_GUEST_EFER),
+                       .read = vmx_gpa_read };
+    struct apic_step_regs r = {
+        .cs_base = vmreadN(VMCS_GUEST_CS_BASE), .rip = x->step_rip,
+        .ss_base = vmreadN(VMCS_GUEST_SS_BASE), .rsp_before = x->step_rsp,
+        .rsp_after = vmreadN(VMCS_GUEST_RSP),
+        .long64 = (g.efer & EFER_LMA) && (vmread32(VMCS_GUEST_CS_AR) & (1u << 13)),
+        .stack32 = vmread32(VMCS_GUEST_SS_AR) & (1u << 14),
+    };
+    apic_step_untrace_pushf(&x->cap, x->apic_gpa, &g, &r);
+}
+
 /* Ends the step: the real page comes back read-only (then INVEPT, so no cached writable
  * translation of the capture page outlives the step), the controls go back, and what a
  * completed instruction wrote is acted on. */
@@ -153,6 +177,8 @@ static void step_finish(struct vcpu *v, bool executed)
         vmwrite32(VMCS_PIN_CTLS, x->pin);
     if (!x->mtf && !x->step_guest_tf)
         vmwriteN(VMCS_GUEST_RFLAGS, vmreadN(VMCS_GUEST_RFLAGS) & ~RFLAGS_TF);
+    if (executed && !x->mtf && !x->step_guest_tf && !x->step_event)
+        step_untrace_pushf(x);
     if (executed)
         apic_capture_commit(v, &x->cap);
     else

@@ -30,7 +30,7 @@ struct vmx_cpu {
     /* The step in progress (smpg-x86vmx.c). */
     bool stepping, step_sti, step_extint, step_guest_tf;
     bool step_event;        /* TF mode: an event's delivery wrote the page (no TF) */
-    uint64_t step_rip;
+    uint64_t step_rip, step_rsp;
     uint32_t saved_exc_bitmap;
     uint64_t types_gen;                         /* memory types flushed up to (ept-x86vmx.c) */
     bool vectoring_done;                        /* this exit's handler delivered the event
