@@ -369,6 +369,7 @@ bool t_nmi_while_blocked(struct test_result *r);
 bool t_debug_rf_emulated(struct test_result *r);
 bool t_debug_apic_breakpoint(struct test_result *r);
 bool t_debug_apic_tf(struct test_result *r);
+bool t_apic_step_interrupts(struct test_result *r);
 /* msr_tests.c */
 bool t_virt_hidden(struct test_result *r);
 bool t_mtrr_writes(struct test_result *r);

@@ -1043,3 +1043,70 @@ bool t_debug_rf_emulated(struct test_result *r)
     return test_pass(r, "RF cleared by the completed CPUID (the next instruction's "
                      "breakpoint fired once); an APIC write resumed with RF: one #DB");
 }
+
+/* ---- apic_step_interrupts ---------------------------------------------------------- */
+/* Interrupts around the step of an APIC write: the APIC timer fires every 40,000
+ * ticks while the BSP, with IF = 1, writes the TPR over and over (each write stepped by
+ * the hypervisor). An interrupt must be taken before or after a stepped write, never
+ * inside the step: there its handler would run against the capture page, and its EOI,
+ * the same value in the same slot as the step's own write or none at all, would be
+ * lost, leaving the vector in service for ever (no more ticks at its priority, which is
+ * what Linux's timer and IPIs then suffer). Afterwards: ticks were taken and the ISR is
+ * empty. */
+#define VEC_TICK         0x52u
+#define STEP_IRQ_WRITES  3000u
+
+static volatile uint32_t tick_count;
+
+static bool tick_hook(struct trap_frame *f)
+{
+    (void)f;
+    tick_count++;
+    apic_write(APIC_EOI, 0);
+    return true;
+}
+
+bool t_apic_step_interrupts(struct test_result *r)
+{
+    const uint32_t lvt = apic_read(0x320), dcr = apic_read(0x3e0);
+    tick_count = 0;
+    trap_set_hook(VEC_TICK, tick_hook);
+    apic_write(0x3e0, 0xb);                     /* divide by 1 */
+    apic_write(0x320, VEC_TICK | (1u << 17));   /* periodic, unmasked */
+    apic_write(0x380, 40000);
+    /* At least STEP_IRQ_WRITES writes and 20 ticks (natively the writes are quick). */
+    uint32_t writes = 0;
+    const uint64_t t0 = rdtsc();
+    __asm__ volatile("sti" ::: "memory");
+    while ((writes < STEP_IRQ_WRITES || tick_count < 20) && rdtsc() - t0 < 20 * TICKS_10MS) {
+        apic_write(APIC_TPR, 0);
+        writes++;
+    }
+    __asm__ volatile("cli" ::: "memory");
+    const uint32_t during = tick_count;
+    apic_write(0x380, 0);
+    apic_write(0x320, lvt | 0x10000u);
+    __asm__ volatile("sti; nop; nop; nop; cli" ::: "memory");  /* one already pending */
+    uint32_t isr[8];
+    for (unsigned i = 0; i < 8; i++)
+        isr[i] = apic_read(0x100 + 0x10 * i);
+    const uint32_t stuck = isr[VEC_TICK / 32] & (1u << (VEC_TICK % 32));
+    /* Whatever is still in service: EOI it, so that the cases after this one run. */
+    for (unsigned i = 0; i < 8; i++)
+        for (uint32_t m = isr[i]; m; m &= m - 1)
+            apic_write(APIC_EOI, 0);
+    __asm__ volatile("sti; nop; nop; nop; cli" ::: "memory");  /* one held behind them */
+    apic_write(0x3e0, dcr);
+    apic_write(0x320, lvt);
+    trap_set_hook(VEC_TICK, NULL);
+    if (stuck)
+        return test_fail(r, "%u timer interrupts over %u TPR writes, then vector 0x%x "
+                         "still in service (its EOI lost)", during, writes, VEC_TICK);
+    for (unsigned i = 0; i < 8; i++)
+        if (isr[i])
+            return test_fail(r, "ISR word %u is 0x%x after the writes", i, isr[i]);
+    if (during == 0)
+        return test_fail(r, "no timer interrupt over %u TPR writes with IF = 1", writes);
+    return test_pass(r, "%u timer interrupts over %u TPR writes, every one ended by its EOI",
+                     during, writes);
+}

@@ -50,6 +50,7 @@ static const struct guest_test tests[] = {
     { "debug_apic_breakpoint",    t_debug_apic_breakpoint },
     { "debug_apic_tf",            t_debug_apic_tf },
     { "debug_rf_emulated",        t_debug_rf_emulated },
+    { "apic_step_interrupts",     t_apic_step_interrupts },
     { "nmi_while_blocked",        t_nmi_while_blocked },
     { "init_self",                t_init_self },
     { "init_state",               t_init_state },

@@ -102,6 +102,7 @@ smp_cases="ap_startup ap_starts_ap ipi_all_pairs apic_access_loop nmi_storm \
            apic_fault_movs apic_guest_tf apic_relocate apic_movs_registers apic_rep_iteration
            apic_event_push apic_write_straddle apic_base_anywhere ap_restart x2apic_mode \
            e820_hook_odd debug_dr7_exit debug_apic_breakpoint debug_apic_tf debug_rf_emulated \
+           apic_step_interrupts \
            nmi_while_blocked init_self init_state init_starting init_cross \
            init_physical init_bsp"
 case $mode in

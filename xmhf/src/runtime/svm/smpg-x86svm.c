@@ -25,7 +25,12 @@
  *    stays pending in the APIC and is taken by the guest afterwards under its own IF:
  *    all the guest could observe is one instruction of extra latency. (The VMCB
  *    interrupt shadow would do the same, but it is not specified whether real parts
- *    treat it like a MOV SS shadow, which also delays the single-step trap.)
+ *    treat it like a MOV SS shadow, which also delays the single-step trap.) The INTR
+ *    intercept backs it up: Bochs 3.0 masks physical interrupts under V_INTR_MASKING
+ *    only while the guest's IF is clear, and one taken before the stepped instruction
+ *    ran its handler against the capture page, whose EOI was then lost (the vector
+ *    stayed in service for good). With the intercept it exits instead and the step is
+ *    undone, as the TF step on Intel does.
  *  - NMIs are intercepted at all times (below).
  *
  * NMIs. The NMI intercept only makes an NMI exit the guest: the NMI itself stays pending
@@ -97,11 +102,15 @@ static void step_begin(struct svm_cpu *s, enum svm_step kind)
                               SVM_INTERCEPT_IRET | SVM_INTERCEPT_INTN | SVM_INTERCEPT_HLT;
         vm->ctl.intercept2 |= SVM_INTERCEPT_MWAIT | SVM_INTERCEPT_MWAIT_ARMED;
     } else {
+        /* The INTR intercept as well: where a processor lets a physical interrupt in
+         * despite V_INTR_MASKING (Bochs 3.0 masks them only while the guest's IF is
+         * clear), it exits before the instruction instead, and the step is undone so
+         * that the guest takes the interrupt first. Where the masking holds, it never
+         * fires. (STEP_APIC_EVENT: no trap ends that step, a physical interrupt will.) */
         vm->ctl.vintr |= SVM_VINTR_MASKING;
-    }
-    if (kind == STEP_APIC_EVENT)    /* no trap ends it: a physical interrupt will */
         vm->ctl.intercept1 |= SVM_INTERCEPT_INTR;
-    else
+    }
+    if (kind != STEP_APIC_EVENT)
         vm->save.rflags |= RFLAGS_TF;
     s->step_tr = vm->save.tr;
     s->step_cr3 = vm->save.cr3;
@@ -307,6 +316,13 @@ bool svm_smpg_step_exit(struct vcpu *v, uint64_t code)
         return event_step_exit(v, s, code);
     if (code == SVM_EXIT_NMI)
         return true;    /* the instruction has not run; the NMI is counted by the host */
+    if (code == SVM_EXIT_INTR) {
+        /* Before the instruction (see step_begin): undone; the guest takes the
+         * interrupt, and the instruction is stepped again when it runs. */
+        step_end(s, false);
+        v->cpu->stats[STAT_STEPS_CANCELLED]++;
+        return true;
+    }
     if (code == SVM_EXIT_EXCP(EXC_DB)) {
         step_debug(v, s);
         return true;
