@@ -9,6 +9,7 @@
 #   vmx-smp2      the Intel build under Bochs 3.0 (monitor trap flag), 2 CPUs
 #   vmx-zeroexit-smp2  the same with apic=zeroexit (no APIC access intercepted): Linux's
 #                 INIT/STARTUP reach its AP as INIT and SIPI VM exits
+#   svm-ryzen-smp2  the AMD build under Bochs 3.0's ryzen model; only on request (slow)
 #   q35-vtd-smp2, q35-amdvi-smp2   the AMD build on QEMU's q35 (AHCI disk) with its VT-d
 #                 or AMD-Vi model: DMA protection on, and no DMA of the boot faulted
 # A run passes when .jenkins/test2.py passes with the guest's "linux-guest: done" and the
@@ -19,7 +20,7 @@
 # "APIC: Stale IRR" (a local APIC not reset at INIT).
 #
 # Environment: LINUX_RUNS (default "native native-bochs svm-smp2 vmx-smp2
-# vmx-zeroexit-smp2 q35-vtd-smp2 q35-amdvi-smp2"), LINUX_MEMORY (MB,
+# vmx-zeroexit-smp2 q35-vtd-smp2 q35-amdvi-smp2"; also svm-ryzen-smp2), LINUX_MEMORY (MB,
 # default 256), LINUX_TIMEOUT_QEMU / LINUX_TIMEOUT_BOCHS (seconds), LINUX_OUT (the runs'
 # directory, default build/check-linux).
 # Expects `make all svm` done; prints one line per run and "N passed, N failed".
@@ -130,6 +131,13 @@ EOF
         .jenkins/test2.py --emulator qemu-svm --smp "${run#svm-smp}" --xmhf-bin build/svm \
             --qemu-image "$disk" --guest-done 'linux-guest: done' --memory "$MEM" \
             --timeout "$TQ" --work-dir "$dir" > "$dir/test2.out" 2>&1
+        rc=$?; hyp=1 ;;
+    svm-ryzen-smp*)
+        # The AMD build on Bochs 3.0's `ryzen` model (SVM with NPT and NRIP save, the
+        # INIT intercept taken as the APM describes); only on request (LINUX_RUNS).
+        .jenkins/test2.py --emulator bochs --cpu-model ryzen --smp "${run#svm-ryzen-smp}" \
+            --xmhf-bin build/svm --qemu-image "$disk" --guest-done 'linux-guest: done' \
+            --memory "$MEM" --timeout "$TB" --work-dir "$dir" > "$dir/test2.out" 2>&1
         rc=$?; hyp=1 ;;
     vmx-zeroexit-smp*)
         # The same with apic=zeroexit: no APIC access intercepted, Linux's INIT/STARTUP
