@@ -201,7 +201,7 @@ linux_classes() {
 
 # linux_hotplug LOG LABEL: one row of boot and per-cycle figures from a serial log.
 linux_hotplug() {
-    tr -d '\r' <"$1" 2>/dev/null |
+    tr -d '\r' 2>/dev/null <"$1" |
     awk -v label="$2" '
         function total(   c, s) { s = 0; for (c in last) s += last[c]; return s }
         function stamp(line,   t) {
@@ -263,7 +263,7 @@ if [ "${BENCH_LINUX:-1}" != 0 ]; then
         done
         echo
         echo "Linux boot and CPU hotplug (2 CPUs): exits summed over the CPUs; ticks from the"
-        echo "kernel's clock (Bochs: instructions); a cycle = cpu1 offline + online"
+        echo "kernel's clock (virtual time); a cycle = cpu1 offline + online"
         printf '%-34s | %11s | %14s | %16s | %15s\n' run "boot exits" "boot ticks" \
             "exits per cycle" "ticks per cycle"
         printf '%s\n' "-----------------------------------+-------------+----------------+------------------+----------------"
