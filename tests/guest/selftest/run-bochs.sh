@@ -119,7 +119,7 @@ plain)
     expect '^guest: SKIP iomon_ports: no hypervisor' "iomon_ports did not skip"
     expect '^guest: SKIP user_hypercall: no hypervisor' "user_hypercall did not skip"
     expect '^guest: SKIP dma_protection: no hypervisor' "dma_protection did not skip"
-    expect_counts 39 5
+    expect_counts 40 5
     ;;
 fakehv)
     for t in boot_state e820_call e820_hides_hypervisor memsize_calls hello_hypercall \
@@ -131,7 +131,7 @@ fakehv)
         "wprot_pages did not skip"
     expect '^guest: SKIP dma_protection: (no hypervisor|the hypervisor does not answer)' \
         "dma_protection did not skip"
-    expect_counts 44 0
+    expect_counts 45 0
     ;;
 bench)
     expect '^bench: xapic_read ticks/access=' "no xapic_read figure"
