@@ -33,6 +33,18 @@ static void kick_until(struct pcpu *self, struct pcpu *t, uint32_t from)
     }
 }
 
+/* The NMIs that asked this CPU to take its INIT or to start were the hypervisor's, not
+ * the guest's: let any still in flight (the sender stops once it sees the new state)
+ * land, then forget them, so the restarted guest (the BSP's firmware at the reset
+ * vector, an AP's trampoline) gets none of them. */
+static void forget_kick_nmis(struct pcpu *c)
+{
+    for (unsigned i = 0; i < 20000; i++)
+        cpu_pause();
+    __atomic_store_n(&c->nmi_host, 0, __ATOMIC_SEQ_CST);
+    c->nmi_pending = 0;
+}
+
 static bool cas_state(struct pcpu *t, uint32_t from, uint32_t to)
 {
     return __atomic_compare_exchange_n(&t->guest_state, &from, to, false, __ATOMIC_SEQ_CST,
@@ -219,6 +231,7 @@ __noreturn void smpg_guest_init(struct pcpu *c)
         /* The BSP does not wait for a STARTUP: it restarts at the reset vector (SDM
          * 9.1.1), where the firmware decides (warm-reset vector, or a new POST). */
         c->guest_state = GUEST_CPU_RUNNING;
+        forget_kick_nmis(c);
         printk("xmhf: CPU %u: INIT: the BSP restarts at the reset vector\n", c->idx);
         call_on_stack(c->stack_top, restart_bsp, c);
     }
@@ -235,11 +248,6 @@ uint32_t smpg_ap_wait_for_sipi(struct pcpu *c)
     while (!(c->guest_state == GUEST_CPU_STARTING &&
              cas_state(c, GUEST_CPU_STARTING, GUEST_CPU_RUNNING)))
         arch_wait_for_event();
-    /* The wake-up NMIs were the hypervisor's, not the guest's: let any still in flight
-     * (the waker stops sending once it sees RUNNING) land before forgetting them. */
-    for (unsigned i = 0; i < 20000; i++)
-        cpu_pause();
-    __atomic_store_n(&c->nmi_host, 0, __ATOMIC_SEQ_CST);
-    c->nmi_pending = 0;
+    forget_kick_nmis(c);
     return c->sipi_vector;
 }
