@@ -171,6 +171,8 @@ int guest_phys_write(uint64_t gpa, const void *buf, size_t n);
 /* A locked OR of bits into the naturally aligned size-byte (4 or 8) word at gpa, as the
  * processor updates a guest paging entry's A/D flags. */
 int guest_phys_or(uint64_t gpa, unsigned size, uint64_t bits);
+/* MAXPHYADDR (CPUID 80000008h, 36 without that leaf): guestmsr.c. */
+unsigned cpu_phys_bits(void);
 bool gpa_in_hypervisor(uint64_t gpa, uint64_t len);
 
 /* ACPI (acpi.c): a table by signature through the XSDT/RSDT, or NULL; hiding one from

@@ -84,7 +84,7 @@ static uint64_t rdmsr_or0(struct pcpu *c, uint32_t msr)
     return fault ? 0 : v;
 }
 
-static unsigned phys_bits(void)
+unsigned cpu_phys_bits(void)
 {
     uint32_t r[4];
     cpuid(0x80000000u, 0, r);
@@ -106,7 +106,7 @@ static struct guest_msrs *msrs_of(struct pcpu *c)
     cpuid(1, 0, r);
     if (fault || !(r[3] & (1u << 12)))          /* CPUID.01H:EDX.MTRR */
         cap = 0;
-    mtrr_init(&g->mtrr, cap, phys_bits());
+    mtrr_init(&g->mtrr, cap, cpu_phys_bits());
     g->amd = cpu_is_amd();
     if (cap) {
         struct mtrr_state *m = &g->mtrr;

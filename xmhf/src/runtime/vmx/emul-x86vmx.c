@@ -15,13 +15,7 @@
  * MOV (false here, nothing loaded), where VM entry would otherwise fail. */
 static bool pdptes_valid(const uint64_t pdpte[4])
 {
-    uint32_t r[4];
-    cpuid(0x80000000u, 0, r);
-    unsigned bits = 36;
-    if (r[0] >= 0x80000008u) {
-        cpuid(0x80000008u, 0, r);
-        bits = r[0] & 0xff;
-    }
+    unsigned bits = cpu_phys_bits();
     uint64_t reserved = 0x1e6ull | (bits < 64 ? ~0ull << bits : 0);
     for (unsigned i = 0; i < 4; i++)
         if ((pdpte[i] & 1) && (pdpte[i] & reserved))
