@@ -259,7 +259,7 @@ __attribute__((noinline, noclone)) unsigned wrmsr_faults(uint32_t msr, uint64_t 
  * the first move. At each place the ID reads right and an ICR_HI write is a step. A base on
  * the hypervisor's own region gets #GP. Then home. Not on QEMU, which keeps its xAPIC
  * at 0xfee00000 whatever IA32_APIC_BASE says. */
-#define HIGH_PD_PAGE 0x9e000u               /* free low memory (guest.h's map) */
+#define HIGH_PD_PAGE 0x92000u               /* free low memory (guest.h's map) */
 #define HIGH_BASE    0x100000000ull
 #define RAM_APIC     0x00680000ull
 #define RELOCS       10000u

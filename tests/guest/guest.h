@@ -19,9 +19,9 @@
  *   0x78000-0x7ffff  64-bit stack of the boot CPU (top 0x80000)
  *   0x80000-0x8ffff  free
  *   0x90000-0x91fff  DMA source and destination pages of dma_protection (dma_tests.c)
- *   0x92000-0x9dfff  free
- *   0x9e000-0x9efff  page directory for 4-5 GiB (apic_base_anywhere, uncached); the EBDA
- *                    follows
+ *   0x92000-0x92fff  page directory for 4-5 GiB (apic_base_anywhere, uncached)
+ *   0x93000-0x9dfff  free; what follows up to the EBDA may be reserved in the E820 map
+ *                    (the hypervisor's INT 15h hook, its restart page under apic=zeroexit)
  *   0x600000-0x601fff  pages the wprot_pages case has the hypapp protect
  *   0x680000         a RAM page apic_base_anywhere puts the APIC over
  * The APs' 64-bit stacks are in .bss (smp.c).
@@ -289,6 +289,7 @@ bool get_runtime_info(struct runtime_info *ri, char *why, size_t why_size);
 #define ST_ICR_WRITES     0x203ull
 #define ST_INIT_SIPI      0x204ull
 #define ST_APIC_MODE      0x2feull    /* 0: step (APIC writes trapped), 1: apic=zeroexit */
+#define ST_INIT_RESTARTS  0x2fcull    /* CPUs restarted through INIT (INIT stays pending) */
 enum hv_stat_result { HV_STAT_OK, HV_STAT_NATIVE, HV_STAT_ERROR };
 /* HV_STAT_OK: *val is the counter. HV_STAT_NATIVE: VMCALL raised #UD (no hypervisor).
  * HV_STAT_ERROR: the hypervisor answered with RAX != 0 or VMCALL raised something else. */

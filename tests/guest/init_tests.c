@@ -584,6 +584,15 @@ bool t_init_bsp(struct test_result *r)
 {
     if (ncpus < 2)
         return test_pass(r, "(skipped: needs 2 CPUs)");
+    /* Where the hypervisor had to restart an AP through INIT (its INIT stays pending
+     * after the INIT exit: Bochs 2.7 under apic=zeroexit), an INIT to the BSP cannot be
+     * honoured: outside VMX the BSP would run the firmware (which 40:67 below sends to
+     * guest code) unsupervised; the hypervisor holds it instead (README). */
+    uint64_t restarts = 0;
+    if (hv_stat(ST_INIT_RESTARTS, &restarts) == HV_STAT_OK && restarts > 0)
+        return test_skip(r, "the hypervisor restarted %lu AP(s) through INIT (their INIT "
+                         "stays pending after the exit): an INIT to the BSP cannot be "
+                         "honoured there, see README", (unsigned long)restarts);
     struct cpu *ap = &cpus[1];
     struct test_result sr;
     if (ap->state != CPU_ONLINE)

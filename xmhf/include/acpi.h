@@ -29,6 +29,7 @@ struct __attribute__((packed)) acpi_header {
 _Static_assert(sizeof(struct acpi_header) == 36, "SDT header layout");
 
 #define MADT_LAPIC    0u  /* 5.2.12.2: uid(1), apic id(1), flags(4) */
+#define MADT_IOAPIC   1u  /* 5.2.12.3: id(1), rsvd(1), address(4), GSI base(4) */
 #define MADT_X2APIC   9u  /* 5.2.12.12: rsvd(2), x2apic id(4), flags(4), uid(4) */
 #define MADT_ENABLED  (1u << 0)
 #define MADT_ONLINE_CAPABLE (1u << 1)

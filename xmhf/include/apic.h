@@ -41,4 +41,15 @@
 /* 11.12.9: the x2APIC ICR (MSR 0x830); bits 12-13, 16-17, 20-31 reserved (#GP, 11.12.1.3) */
 #define X2APIC_ICR_RESERVED 0x00000000fff33000ull
 
+/* The I/O APIC (Intel 82093AA datasheet, 3.2 "Register Description"): an index register
+ * and a data window; register 1 holds the highest redirection entry in bits 23:16;
+ * entry n's low dword is register 10h + 2n, with the delivery mode in bits 10:8 (the
+ * ICR's encoding; 110b is reserved there) and the mask in bit 16. */
+#define IOAPIC_REGSEL   0x00u
+#define IOAPIC_WIN      0x10u
+#define IOAPIC_VER      0x01u
+#define IOAPIC_RTE_LO(n) (0x10u + 2u * (n))
+#define IOAPIC_RTE_DM(lo) ((lo) & (7u << 8))
+#define IOAPIC_RTE_MASKED (1u << 16)
+
 #endif

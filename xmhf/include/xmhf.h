@@ -103,6 +103,7 @@ struct pcpu {
      * has flushed for, and an NMI sent to make it exit that is not the guest's. */
     volatile uint64_t tlb_gen_done;
     volatile uint32_t flush_kicks;
+    volatile uint32_t held;         /* waiting at its VM entry while another CPU restarts */
     struct guest_msrs *gmsr;        /* the guest's MTRRs and hidden MSRs (guestmsr.c) */
 };
 
@@ -183,10 +184,16 @@ unsigned acpi_hide_table(struct acpi_header *t, const char newsig[4]);
 
 /* SMP bring-up of the hypervisor's own processors (smp.c). */
 void smp_start_aps(void);
+void smp_tramp_install(uint64_t pa, struct pcpu *c, void (*entry)(struct pcpu *));
+int smp_ioapic_unsafe_pin(void);
 uint32_t lapic_id(void);
 
 /* INT 15h E820 hook (e820hook.c): installed before the first guest instruction. */
 void e820_hook_install(void);
+/* apic=zeroexit: the hypervisor's page below 1 MiB for restarting a CPU (0: none). */
+extern uint64_t g_restart_page;
+/* CPUs restarted through INIT so far (restart-x86vmx.c; STATS 0x2fc). */
+extern volatile uint64_t g_init_restarts;
 bool e820_hook_is_stub(uint64_t linear_rip);
 /* Emulates the BIOS call for the guest whose registers are in v; returns where the guest
  * resumes, as an offset from the stub's start: 3 (its IRET) or 4 (its far jump to the

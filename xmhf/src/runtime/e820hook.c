@@ -21,6 +21,8 @@
 
 struct e820_map g_guest_e820;
 static uint64_t stub_linear;
+uint64_t g_restart_page;
+volatile uint64_t g_init_restarts;
 
 void e820_hook_install(void)
 {
@@ -40,6 +42,19 @@ void e820_hook_install(void)
     g_guest_e820 = g_bp->e820;
     if (e820_set_range(&g_guest_e820, stub_linear, 1024, E820_RESERVED) != 0)
         panic("E820 map too fragmented to reserve the INT 15h hook");
+    /* apic=zeroexit: a page below 1 MiB (a STARTUP vector names one) for restarting a
+     * CPU whose INIT stays pending after its INIT exit (vmx-x86vmx.c, restart.c): the
+     * hypervisor's like its region - outside the guest's map, its nested page tables
+     * and its devices' DMA - since the CPU runs it outside VMX operation. */
+    if (apic_zeroexit()) {
+        kb = (uint16_t)((kb & ~3u) - 4);
+        g_restart_page = (uint64_t)kb * 1024;
+        *base_kb = kb;
+        if (e820_set_range(&g_guest_e820, g_restart_page, 4096, E820_RESERVED) != 0)
+            panic("E820 map too fragmented to reserve the restart page");
+        printk("xmhf: apic=zeroexit: page %05llx reserved for restarting a CPU\n",
+               (unsigned long long)g_restart_page);
+    }
     printk("xmhf: INT 15h/E820 hooked at %04x:0000 (was %04x:%04x), %u entries for the guest\n",
            (unsigned)(stub_linear >> 4), old >> 16, old & 0xffff, g_guest_e820.count);
 }

@@ -1,7 +1,6 @@
 /* Runtime entry points: the BSP entry from init, the AP trampoline
  * (copied below 1 MiB, real mode to long mode: SDM Vol. 3A 10.8.5 "Initializing IA-32e
  * Mode"), and the host exception stubs. */
-#define TRAMP_BASE 0x1000
 
     .text
     .code64
@@ -32,21 +31,33 @@ call_on_stack:
     hlt
     jmp 2b
 
-/* ---- AP trampoline: position-independent apart from TRAMP_BASE ---- */
-#define T(x) (TRAMP_BASE + (x) - ap_tramp_start)
+/* ---- AP trampoline: position-independent, run from any page below 1 MiB that a
+ * STARTUP names (0x1000 at boot; apic=zeroexit's restart page, restart-x86vmx.c). The
+ * page's base is CS << 4; the three absolute addresses (GDT base, two far-jump targets)
+ * are written into the page by the code itself before they are used. ---- */
+#define O(x) ((x) - ap_tramp_start)
     .globl ap_tramp_start, ap_tramp_end, ap_tramp_data
     .code16
 ap_tramp_start:
     cli
     cld
-    xor %ax, %ax
+    mov %cs, %ax
     mov %ax, %ds
-    lgdtl T(tramp_gdt_desc)
+    xor %ebx, %ebx
+    mov %ax, %bx
+    shl $4, %ebx                        /* EBX = the page's linear (= physical) base */
+    leal O(tramp_gdt)(%ebx), %eax
+    movl %eax, O(tramp_gdt_desc) + 2
+    leal O(tramp_pm)(%ebx), %eax
+    movl %eax, O(tramp_pm_ptr)
+    leal O(tramp_lm)(%ebx), %eax
+    movl %eax, O(tramp_lm_ptr)
+    lgdtl O(tramp_gdt_desc)
     mov %cr0, %eax
     and $0x9fffffff, %eax               /* CD, NW: INIT left the caches off (CR0 60000010h) */
     or $1, %eax
     mov %eax, %cr0
-    ljmpl $0x08, $T(tramp_pm)
+    ljmpl *O(tramp_pm_ptr)
     .code32
 tramp_pm:
     mov $0x10, %ax
@@ -56,7 +67,7 @@ tramp_pm:
     mov %cr4, %eax
     or $0x20, %eax                      /* PAE */
     mov %eax, %cr4
-    mov T(tramp_cr3), %eax
+    mov O(tramp_cr3)(%ebx), %eax
     mov %eax, %cr3
     mov $0xc0000080, %ecx
     rdmsr
@@ -65,12 +76,12 @@ tramp_pm:
     mov %cr0, %eax
     or $0x80000000, %eax
     mov %eax, %cr0
-    ljmp $0x18, $T(tramp_lm)
+    ljmp *O(tramp_lm_ptr)(%ebx)
     .code64
 tramp_lm:
-    mov T(tramp_stack), %rsp
-    mov T(tramp_pcpu), %rdi
-    mov T(tramp_entry), %rax
+    mov O(tramp_stack)(%rbx), %rsp
+    mov O(tramp_pcpu)(%rbx), %rdi
+    mov O(tramp_entry)(%rbx), %rax
     xor %ebp, %ebp
     jmp *%rax
     .balign 8
@@ -81,7 +92,13 @@ tramp_gdt:
     .quad 0x00af9a000000ffff            /* 0x18: 64-bit code */
 tramp_gdt_desc:
     .word tramp_gdt_desc - tramp_gdt - 1
-    .long T(tramp_gdt)
+    .long 0
+tramp_pm_ptr:
+    .long 0
+    .word 0x08
+tramp_lm_ptr:
+    .long 0
+    .word 0x18
     .balign 8
 ap_tramp_data:                          /* struct tramp_data in smp.c */
 tramp_cr3:   .quad 0

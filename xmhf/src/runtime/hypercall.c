@@ -40,6 +40,8 @@ void hypercall_dispatch(struct vcpu *v)
             r[R_BX] = c->stats[sel - 0x200];
         else if (sel == 0x2fe)      /* the machine's APIC mode: 0 step, 1 apic=zeroexit */
             r[R_BX] = g_bp->opts.apic_mode;
+        else if (sel == 0x2fc)      /* CPUs restarted through INIT (their INIT stayed) */
+            r[R_BX] = g_init_restarts;
         else if (sel == 0x2fd)      /* 1: only writes near the ICR exit (SPP) */
             r[R_BX] = arch_apic_subpage_writes(c);
         else if (sel == 0x2ff)      /* the whole machine's: pages the heap has left */

@@ -61,11 +61,13 @@ uint64_t virt_to_phys(const void *va)
     return v;   /* identity-mapped: heap pages and low memory */
 }
 
-/* The region, and the IOMMUs' registers (DMA protection): a guest access to either has
- * the same outcome. */
+/* The region, the IOMMUs' registers (DMA protection) and the restart page (apic=zeroexit,
+ * e820hook.c): a guest access to any has the same outcome. */
 bool gpa_in_hypervisor(uint64_t gpa, uint64_t len)
 {
     if (gpa < g_bp->region_base + g_bp->region_size && g_bp->region_base < gpa + len)
+        return true;
+    if (g_restart_page && gpa < g_restart_page + 4096 && g_restart_page < gpa + len)
         return true;
     unsigned n;
     const struct dmap_range *io = dmap_mmio_ranges(&n);

@@ -300,24 +300,72 @@ struct pcpu *smp_bsp_init(void)
     return g_pcpu[0];
 }
 
+/* The trampoline (entry.S) into the page at pa, which a STARTUP then names: CPU c comes
+ * out of it in long mode on its own stack, at entry(c). */
+void smp_tramp_install(uint64_t pa, struct pcpu *c, void (*entry)(struct pcpu *))
+{
+    uint8_t *tramp = phys_to_virt(pa);
+    memcpy(tramp, ap_tramp_start, (size_t)(ap_tramp_end - ap_tramp_start));
+    struct tramp_data *td = (struct tramp_data *)(tramp + (ap_tramp_data - ap_tramp_start));
+    td->cr3 = read_cr3();
+    td->stack = c->stack_top;
+    td->pcpu = (uint64_t)(uintptr_t)c;
+    td->entry = (uint64_t)(uintptr_t)entry;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+/* The first I/O APIC pin that could make a CPU outside VMX operation run guest code:
+ * unmasked, with the NMI delivery mode (a real-mode CPU takes it through the guest's
+ * interrupt table) or the reserved STARTUP encoding (which Bochs delivers as a STARTUP).
+ * -1: none. The index register is the guest's, so it is put back. */
+int smp_ioapic_unsafe_pin(void)
+{
+    const struct acpi_header *madt = find_madt();
+    if (!madt)
+        return -1;
+    const uint8_t *p = (const uint8_t *)madt;
+    for (uint32_t off = MADT_ENTRIES_OFFSET; off + 2 <= madt->length;) {
+        uint8_t type = p[off], len = p[off + 1];
+        if (len < 2 || off + len > madt->length)
+            break;
+        uint32_t addr = 0, gsi0 = 0;
+        if (type == MADT_IOAPIC && len >= 12) {
+            memcpy(&addr, p + off + 4, 4);
+            memcpy(&gsi0, p + off + 8, 4);
+        }
+        off += len;
+        if (!addr || addr & 0xfffu || (uint64_t)addr + 0x20 > PHYS_LIMIT)
+            continue;
+        volatile uint32_t *io = phys_to_virt(addr);
+        uint32_t sel = io[IOAPIC_REGSEL / 4];
+        io[IOAPIC_REGSEL / 4] = IOAPIC_VER;
+        unsigned max = (io[IOAPIC_WIN / 4] >> 16) & 0xff;
+        int bad = -1;
+        for (unsigned n = 0; n <= max && bad < 0; n++) {
+            io[IOAPIC_REGSEL / 4] = IOAPIC_RTE_LO(n);
+            uint32_t lo = io[IOAPIC_WIN / 4];
+            if (!(lo & IOAPIC_RTE_MASKED) &&
+                (IOAPIC_RTE_DM(lo) == ICR_DM_NMI || IOAPIC_RTE_DM(lo) == ICR_DM_STARTUP))
+                bad = (int)((gsi0 + n) & 0x7fffffff);
+        }
+        io[IOAPIC_REGSEL / 4] = sel;
+        if (bad >= 0)
+            return bad;
+    }
+    return -1;
+}
+
 /* One AP at a time through the single trampoline slot; the low page it borrows is
  * given back before the guest can see it. */
 void smp_start_aps(void)
 {
     static uint8_t saved[4096];
     uint8_t *tramp = phys_to_virt(TRAMP_BASE);
-    uint32_t size = (uint32_t)(ap_tramp_end - ap_tramp_start);
     memcpy(saved, tramp, sizeof(saved));
-    memcpy(tramp, ap_tramp_start, size);
-    struct tramp_data *td = (struct tramp_data *)(tramp + (ap_tramp_data - ap_tramp_start));
 
     for (uint32_t i = 1; i < g_ncpus; i++) {
         struct pcpu *c = g_pcpu[i];
-        td->cr3 = read_cr3();
-        td->stack = c->stack_top;
-        td->pcpu = (uint64_t)(uintptr_t)c;
-        td->entry = (uint64_t)(uintptr_t)ap_entry;
-        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        smp_tramp_install(TRAMP_BASE, c, ap_entry);
         lapic_send_ipi_raw(c->apic_id, ICR_DM_INIT | ICR_LEVEL_ASSERT | ICR_TRIGGER_LEVEL);
         udelay(10000);
         for (int s = 0; s < 2 && c->state == PCPU_OFFLINE; s++) {

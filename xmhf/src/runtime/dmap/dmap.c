@@ -98,12 +98,15 @@ uint64_t *dmap_tables(enum iopt_format fmt, uint64_t *root_pa)
     static uint64_t *root[2];
     static uint64_t pa[2];
     if (!root[fmt]) {
-        struct dmap_range holes[DMAP_MAX_UNITS + 1];
-        holes[0] = (struct dmap_range){ g_bp->region_base, g_bp->region_size };
+        struct dmap_range holes[DMAP_MAX_UNITS + 2];
+        unsigned nholes = 0;
+        holes[nholes++] = (struct dmap_range){ g_bp->region_base, g_bp->region_size };
         for (unsigned i = 0; i < nunits; i++)
-            holes[i + 1] = mmio[i];
+            holes[nholes++] = mmio[i];
+        if (g_restart_page)
+            holes[nholes++] = (struct dmap_range){ g_restart_page, 4096 };
         root[fmt] = table_page(&table_pages, &pa[fmt]);
-        if (iopt_identity(fmt, root[fmt], map_top(), holes, nunits + 1, &table_heap) != 0)
+        if (iopt_identity(fmt, root[fmt], map_top(), holes, nholes, &table_heap) != 0)
             panic("DMAP: out of memory for the I/O page tables");
         /* Check the tables as a device would see them before trusting them. */
         uint64_t probe[] = { 0, g_bp->region_base - 8, g_bp->region_base,

@@ -72,6 +72,9 @@ void arch_nested_paging_init(void)
     /* The hypervisor's region: not present, so every guest access exits. */
     if (ept_unmap(ept_root, g_bp->region_base, g_bp->region_size, &ept_heap) != 0)
         panic("EPT: out of table pages");
+    /* ...and the restart page (apic=zeroexit): code the hypervisor runs outside VMX. */
+    if (g_restart_page && ept_unmap(ept_root, g_restart_page, 4096, &ept_heap) != 0)
+        panic("EPT: out of table pages");
     /* ...and so are the IOMMUs' registers (dmap.h): the guest could undo DMAP there. */
     unsigned nio;
     const struct dmap_range *io = dmap_mmio_ranges(&nio);

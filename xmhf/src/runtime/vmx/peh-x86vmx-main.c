@@ -178,42 +178,48 @@ static void exit_triple_fault(struct vcpu *v)
 /* A physical INIT while the guest runs (INIT exit, SDM 25.2): whoever sent it (the
  * guest through its I/O APIC, an MSI or its LINT pins; another agent), it is this CPU's
  * INIT, as on the hardware: the guest CPU goes to wait-for-SIPI (the BSP to the reset
- * vector) before its next entry (smpguest.c). Bochs 2.7 leaves the INIT pending after
- * the exit (DESIGN.md section 6), so there the CPU meets it again at its next entry. */
+ * vector) before its next entry (smpguest.c). */
 static void exit_init(struct vcpu *v)
 {
     if (apic_zeroexit()) {
         /* apic=zeroexit: the guest's INIT IPIs reach the hardware, so this is this
          * CPU's INIT (CPU offline/online, kexec, any other sender): back into
          * wait-for-SIPI in a fresh VMCS (smpguest.c).
-         * Bochs 3.0 holds an INIT that reaches a guest in wait-for-SIPI until the
-         * guest is next entered active: the INIT of the guest's INIT-STARTUP-STARTUP
-         * then exits at the first entry after the STARTUP started the CPU, which would
-         * throw the started CPU back (and the second STARTUP may find it still in the
-         * hypervisor, where STARTUPs are ignored). An INIT exit before the started
-         * CPU's first instruction (sipi_guard: MTF armed by the start) is therefore
-         * taken as the INIT that came before the STARTUP, and the start stands. On
-         * hardware that INIT exits in wait-for-SIPI; a genuine INIT that lands in the
-         * few hundred instructions between the SIPI exit and the CPU's first
-         * instruction counts as if it had come just before the STARTUP.
-         * Bochs 2.7 keeps the INIT pending after this exit (DESIGN.md section 6): its
-         * next entry into an active state exits again (measured: 100,000 entries in a
-         * row, none ran a guest instruction), so there a CPU never runs again after an
-         * INIT; only performing the INIT clears it, which needs VMXOFF (README). */
+         * An INIT that reaches a guest in wait-for-SIPI is blocked there (SDM 25.2,
+         * 26.6.2) and held until the guest is next entered active: the INIT of the
+         * guest's INIT-STARTUP-STARTUP (Linux's first start of each AP, which was
+         * parked in wait-for-SIPI) then exits at the first entry after the STARTUP
+         * started the CPU, which would throw the started CPU back (and the second
+         * STARTUP may find it still in the hypervisor, where STARTUPs are ignored). An
+         * INIT exit before the started CPU's first instruction (sipi_guard: MTF armed
+         * by the start) is therefore taken as the INIT that came before the STARTUP,
+         * and the start stands; a genuine INIT in the few hundred instructions between
+         * the SIPI exit and the CPU's first instruction counts as if it had come just
+         * before the STARTUP. */
         struct vmx_cpu *x = vmx_of(v->cpu);
         if (x->sipi_guard)
             return;
-        /* Without MTF there is no guard; an INIT exit before any other since the start,
-         * at the start's CS:IP, is Bochs 2.7's INIT that stays pending: said, once. */
+        /* Without MTF the same INIT shows as an INIT exit before any other since the
+         * start, at the start's CS:IP - and so does Bochs 2.7's INIT that stays pending
+         * after its exit (DESIGN.md section 6), which exits again at every entry. Only
+         * performing the INIT clears that one (restart-x86vmx.c); a held INIT of the
+         * first kind is consumed by the same restart, so both end with the start
+         * standing. */
         if (x->sipi_fresh && vmreadN(VMCS_GUEST_RIP) == 0 &&
-            vmreadN(VMCS_GUEST_CS_BASE) == (uint64_t)v->cpu->sipi_vector << 12 &&
-            !x->init_sticky_said) {
-            x->init_sticky_said = true;
-            printk("xmhf: CPU %u: an INIT exit at the first entry after a STARTUP with no "
-                   "monitor trap flag to tell it from a new INIT: the INIT the guest sent "
-                   "before its STARTUP stays pending (Bochs 2.7 keeps INITs pending after "
-                   "the exit); this CPU cannot run its guest with apic=zeroexit here\n",
-                   v->cpu->idx);
+            vmreadN(VMCS_GUEST_CS_BASE) == (uint64_t)v->cpu->sipi_vector << 12) {
+            x->sipi_fresh = false;
+            vmx_restart_through_init(v->cpu);   /* returns only if it cannot */
+        }
+        /* The BSP restarts at the reset vector, and its INIT that stays pending exits
+         * again before the first instruction there, for ever; the BSP cannot be
+         * restarted through INIT (restart-x86vmx.c). A guest may send it a few INITs in
+         * a row; 64 with no instruction between are the INIT that stays. */
+        if (v->cpu->is_bsp && vmreadN(VMCS_GUEST_RIP) == 0xfff0 &&
+            vmreadN(VMCS_GUEST_CS_BASE) == 0xffff0000ull && ++x->reset_inits == 64) {
+            __atomic_store_n(&v->cpu->guest_state, GUEST_CPU_RESET, __ATOMIC_SEQ_CST);
+            smp_hold_cpu(v->cpu, "its INIT stays pending after the INIT exit (Bochs 2.7), "
+                         "and outside VMX operation it would run the firmware's reset code "
+                         "unsupervised: the guest's BSP cannot run again");
         }
         v->cpu->stats[STAT_INIT_SIPI]++;
         smpg_guest_init(v->cpu);
@@ -429,8 +435,10 @@ void vmx_exit_handler(struct pcpu *c, struct gregs *g)
     /* An exit in the middle of delivering an event (27.2.4): unless the handler injects
      * something of its own, the event is delivered again on entry. */
     uint32_t vec = vmread32(VMCS_IDT_VECTORING_INFO);
-    if (basic != EXIT_INIT)
+    if (basic != EXIT_INIT) {
         vmx_of(c)->sipi_fresh = false;
+        vmx_of(c)->reset_inits = 0;
+    }
     if (vmx_of(c)->sipi_guard && basic != EXIT_INIT) {
         /* The started CPU got past its entry (apic=zeroexit, exit_init). */
         vmx_of(c)->sipi_guard = false;
@@ -449,6 +457,7 @@ void vmx_exit_handler(struct pcpu *c, struct gregs *g)
             vmwrite32(VMCS_ENTRY_EXC_ERRCODE, vmread32(VMCS_IDT_VECTORING_ERRCODE));
         vmwrite32(VMCS_ENTRY_INSTR_LEN, vmread32(VMCS_EXIT_INSTR_LEN));
     }
+    vmx_world_gate(c);
     guestmem_tlb_sync(c);
     vmx_ept_types_flush(vmx_of(c));
     vmx_nmi_prepare(c);

@@ -157,19 +157,27 @@ static int check_caps(struct pcpu *c, struct vmx_cpu *x)
     return 0;
 }
 
-int arch_cpu_init(struct pcpu *c)
+/* CR0/CR4 as VMX operation wants them (SDM A.7, A.8), then VMXON: at start-up and after
+ * a restart through INIT (restart-x86vmx.c), which left both registers at their reset
+ * values. */
+int vmx_root_enter(struct pcpu *c)
 {
-    struct vmx_cpu *x = page_alloc(&c->arch_page_pa[2]);
-    c->arch_page[2] = x;
-    if (check_caps(c, x) != 0)
-        return -1;
+    struct vmx_cpu *x = vmx_of(c);
     uint32_t r[4];
     cpuid(1, 0, r);
     /* XSETBV on the guest's behalf needs CR4.OSXSAVE in the host. */
     uint64_t cr4 = read_cr4() | x->cr4_fixed0 | ((r[2] & (1u << 26)) ? CR4_OSXSAVE : 0);
     write_cr4(cr4 & x->cr4_fixed1);
     write_cr0((read_cr0() | x->cr0_fixed0) & x->cr0_fixed1);
+    return vmx_on(c->arch_page_pa[0]);
+}
 
+int arch_cpu_init(struct pcpu *c)
+{
+    struct vmx_cpu *x = page_alloc(&c->arch_page_pa[2]);
+    c->arch_page[2] = x;
+    if (check_caps(c, x) != 0)
+        return -1;
     uint32_t rev = (uint32_t)rdmsr(MSR_IA32_VMX_BASIC) & 0x7fffffffu;
     uint32_t *vmxon = page_alloc(&c->arch_page_pa[0]);
     uint32_t *vmcs = page_alloc(&c->arch_page_pa[1]);
@@ -177,7 +185,7 @@ int arch_cpu_init(struct pcpu *c)
     c->arch_page[1] = vmcs;
     vmxon[0] = rev;
     vmcs[0] = rev;
-    if (vmx_on(c->arch_page_pa[0])) {
+    if (vmx_root_enter(c)) {
         printk("xmhf: CPU %u: VMXON failed\n", c->idx);
         return -1;
     }
@@ -356,6 +364,7 @@ static void vmcs_guest_realmode(struct pcpu *c, struct vmx_cpu *x, uint16_t cs_s
     vmwriteN(VMCS_GUEST_IDTR_BASE, 0);
     vmwrite32(VMCS_GUEST_IDTR_LIMIT, c->reset_state ? 0xffff : 0x3ff);
     uint64_t cr0 = CR0_ET | (c->reset_state ? c->guest_cr0_keep : 0);
+    if (!c->is_bsp) printk("DBG CPU %u realmode rs %u keep %llx cs %x\n", c->idx, c->reset_state, (unsigned long long)c->guest_cr0_keep, cs_sel);
     vmwriteN(VMCS_CR0_SHADOW, cr0);
     vmwriteN(VMCS_GUEST_CR0, (cr0 | x->cr0_guest_fixed0) & x->cr0_fixed1);
     vmwriteN(VMCS_CR4_SHADOW, 0);
@@ -409,6 +418,11 @@ static __noreturn void launch(struct pcpu *c, uint16_t cs, uint64_t cs_base, uin
     } else {
         hypapp_cpu_start(c, &x->launch_regs);
     }
+    /* A CPU restarted through INIT lets the others go (restart-x86vmx.c) only now: a
+     * STARTUP they send it meanwhile would find it in VMX root operation, where STARTUPs
+     * are lost. Any other CPU waits here while one is restarting. */
+    vmx_restart_done(c);
+    vmx_world_gate(c);
     /* EPT entries may have been cached while the tables were being built. */
     invept_all();
     vmx_launch(&x->launch_regs);

@@ -26,7 +26,7 @@ struct vmx_cpu {
     bool wait_sipi;         /* apic=zeroexit: the guest was entered in wait-for-SIPI */
     bool sipi_guard;        /* apic=zeroexit: MTF until the started CPU's first instruction */
     bool sipi_fresh;        /* apic=zeroexit: started by a SIPI, no exit since */
-    bool init_sticky_said;  /* the emulator's INIT that stays pending, reported */
+    uint32_t reset_inits;   /* apic=zeroexit, BSP: INIT exits in a row at the reset vector */
     /* The step in progress (smpg-x86vmx.c). */
     bool stepping, step_sti, step_extint, step_guest_tf;
     bool step_event;        /* TF mode: an event's delivery wrote the page (no TF) */
@@ -58,6 +58,11 @@ void vmx_nmi_prepare(struct pcpu *c);
 void vmx_write_proc(struct vmx_cpu *x);
 bool vmx_event_pending(void);
 void vmx_zeroexit_sipi(struct vcpu *v);
+int vmx_root_enter(struct pcpu *c);
+/* restart-x86vmx.c: a CPU whose INIT stays pending after its exit (Bochs 2.7) */
+void vmx_restart_through_init(struct pcpu *c);
+void vmx_world_gate(struct pcpu *c);
+void vmx_restart_done(struct pcpu *c);
 
 void vmx_skip_instruction(struct vcpu *v);
 
