@@ -9,6 +9,8 @@
 #   vmx-smp2      the Intel build under Bochs 3.0 (monitor trap flag), 2 CPUs
 #   vmx-zeroexit-smp2  the same with apic=zeroexit (no APIC access intercepted): Linux's
 #                 INIT/STARTUP reach its AP as INIT and SIPI VM exits
+#   vmx-zeroexit-nomtf-smp2  apic=zeroexit on Bochs 2.7 (no MTF; its INIT stays pending:
+#                 each CPU online restarts the AP through INIT)
 #   svm-ryzen-smp2  the AMD build under Bochs 3.0's ryzen model; only on request (slow)
 #   q35-vtd-smp2, q35-amdvi-smp2   the AMD build on QEMU's q35 (AHCI disk) with its VT-d
 #                 or AMD-Vi model: DMA protection on, and no DMA of the boot faulted
@@ -138,6 +140,14 @@ EOF
         .jenkins/test2.py --emulator bochs --cpu-model ryzen --smp "${run#svm-ryzen-smp}" \
             --xmhf-bin build/svm --qemu-image "$disk" --guest-done 'linux-guest: done' \
             --memory "$MEM" --timeout "$TB" --work-dir "$dir" > "$dir/test2.out" 2>&1
+        rc=$?; hyp=1 ;;
+    vmx-zeroexit-nomtf-smp*)
+        # apic=zeroexit on Bochs 2.7, which keeps an INIT pending after its exit: each
+        # CPU online restarts the AP through INIT (README "APIC modes").
+        .jenkins/test2.py --emulator bochs-nomtf --smp "${run#vmx-zeroexit-nomtf-smp}" \
+            --cmdline apic=zeroexit --expect 'restarted through INIT' \
+            --qemu-image "$disk" --guest-done 'linux-guest: done' --memory "$MEM" \
+            --timeout "$TB" --work-dir "$dir" > "$dir/test2.out" 2>&1
         rc=$?; hyp=1 ;;
     vmx-zeroexit-smp*)
         # The same with apic=zeroexit: no APIC access intercepted, Linux's INIT/STARTUP

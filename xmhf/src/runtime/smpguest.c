@@ -198,7 +198,6 @@ static void init_cpu_state(struct pcpu *c)
 {
     uint32_t r[4];
     c->guest_cr0_keep = arch_guest_cr0(c) & (CR0_CD | CR0_NW);
-    printk("DBG CPU %u init_cpu_state cr0 %llx\n", c->idx, (unsigned long long)arch_guest_cr0(c));
     c->reset_state = true;
     __asm__ volatile("mov %0, %%dr0; mov %0, %%dr1; mov %0, %%dr2; mov %0, %%dr3"
                      :: "r"(0ul));

@@ -116,6 +116,9 @@ static __noreturn void restart_entry(struct pcpu *c)
         wrmsr(MSR_IA32_APIC_BASE, saved_apic_base);
     if (vmx_root_enter(c) != 0)
         panic("CPU %u: VMXON failed after its restart", c->idx);
+    /* VM entry leaves CR0.CD and NW as they are (SDM 26.3.2.1), so the guest's CD/NW,
+     * which INIT keeps, live in the processor's CR0: the trampoline cleared them. */
+    write_cr0((read_cr0() & ~(uint64_t)(CR0_CD | CR0_NW)) | c->guest_cr0_keep);
     c->stats[STAT_INIT_SIPI]++;
     __atomic_add_fetch(&g_init_restarts, 1, __ATOMIC_SEQ_CST);
     printk("xmhf: CPU %u: restarted through INIT (the INIT stayed pending after its exit)\n",

@@ -364,7 +364,6 @@ static void vmcs_guest_realmode(struct pcpu *c, struct vmx_cpu *x, uint16_t cs_s
     vmwriteN(VMCS_GUEST_IDTR_BASE, 0);
     vmwrite32(VMCS_GUEST_IDTR_LIMIT, c->reset_state ? 0xffff : 0x3ff);
     uint64_t cr0 = CR0_ET | (c->reset_state ? c->guest_cr0_keep : 0);
-    if (!c->is_bsp) printk("DBG CPU %u realmode rs %u keep %llx cs %x\n", c->idx, c->reset_state, (unsigned long long)c->guest_cr0_keep, cs_sel);
     vmwriteN(VMCS_CR0_SHADOW, cr0);
     vmwriteN(VMCS_GUEST_CR0, (cr0 | x->cr0_guest_fixed0) & x->cr0_fixed1);
     vmwriteN(VMCS_CR4_SHADOW, 0);
