@@ -44,8 +44,8 @@ void e820_hook_install(void)
         panic("E820 map too fragmented to reserve the INT 15h hook");
     /* apic=zeroexit: a page below 1 MiB (a STARTUP vector names one) for restarting a
      * CPU whose INIT stays pending after its INIT exit (vmx-x86vmx.c, restart.c): the
-     * hypervisor's like its region - outside the guest's map, its nested page tables
-     * and its devices' DMA - since the CPU runs it outside VMX operation. */
+     * hypervisor's like its region - outside the guest's map, read-only in its nested
+     * page tables and out of its devices' DMA - since the CPU runs it outside VMX. */
     if (apic_zeroexit()) {
         kb = (uint16_t)((kb & ~3u) - 4);
         g_restart_page = (uint64_t)kb * 1024;

@@ -72,8 +72,11 @@ void arch_nested_paging_init(void)
     /* The hypervisor's region: not present, so every guest access exits. */
     if (ept_unmap(ept_root, g_bp->region_base, g_bp->region_size, &ept_heap) != 0)
         panic("EPT: out of table pages");
-    /* ...and the restart page (apic=zeroexit): code the hypervisor runs outside VMX. */
-    if (g_restart_page && ept_unmap(ept_root, g_restart_page, 4096, &ept_heap) != 0)
+    /* ...and the restart page (apic=zeroexit): code the hypervisor runs outside VMX,
+     * read-only to the guest (Linux reads low memory while it boots; a write gets #GP as
+     * in the region). */
+    if (g_restart_page && ept_map(ept_root, g_restart_page, g_restart_page, 4096,
+                                  EPT_R | (EPT_MT_WB << EPT_MT_SHIFT), &ept_heap) != 0)
         panic("EPT: out of table pages");
     /* ...and so are the IOMMUs' registers (dmap.h): the guest could undo DMAP there. */
     unsigned nio;
