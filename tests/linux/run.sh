@@ -10,7 +10,8 @@
 #   vmx-zeroexit-smp2  the same with apic=zeroexit (no APIC access intercepted): Linux's
 #                 INIT/STARTUP reach its AP as INIT and SIPI VM exits
 #   vmx-zeroexit-nomtf-smp2  apic=zeroexit on Bochs 2.7 (no MTF; its INIT stays pending:
-#                 each CPU online restarts the AP through INIT)
+#                 each CPU online restarts the AP through INIT); only on request (2.7 is
+#                 slow: boot, 3 hotplug rounds and the NMI backtraces took 257 s here)
 #   svm-ryzen-smp2  the AMD build under Bochs 3.0's ryzen model; only on request (slow)
 #   q35-vtd-smp2, q35-amdvi-smp2   the AMD build on QEMU's q35 (AHCI disk) with its VT-d
 #                 or AMD-Vi model: DMA protection on, and no DMA of the boot faulted
@@ -22,7 +23,8 @@
 # "APIC: Stale IRR" (a local APIC not reset at INIT).
 #
 # Environment: LINUX_RUNS (default "native native-bochs svm-smp2 vmx-smp2
-# vmx-zeroexit-smp2 q35-vtd-smp2 q35-amdvi-smp2"; also svm-ryzen-smp2), LINUX_MEMORY (MB,
+# vmx-zeroexit-smp2 q35-vtd-smp2 q35-amdvi-smp2"; also svm-ryzen-smp2,
+# vmx-zeroexit-nomtf-smp2), LINUX_MEMORY (MB,
 # default 256), LINUX_TIMEOUT_QEMU / LINUX_TIMEOUT_BOCHS (seconds), LINUX_OUT (the runs'
 # directory, default build/check-linux).
 # Expects `make all svm` done; prints one line per run and "N passed, N failed".
