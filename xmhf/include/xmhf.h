@@ -331,6 +331,7 @@ __noreturn void guest_reset(struct vcpu *v, const char *why);
  * hypervisor's own request to exit (then it is not the guest's). */
 void guestmem_tlb_sync(struct pcpu *c);
 bool nmi_kick_taken(struct pcpu *c);
+void nmi_kick(struct pcpu *self, struct pcpu *t);
 /* Implemented by the architecture half: the shared nested page table's entry of one
  * 4 KiB page (APP_PROT_* of xmhf-hypapp.h; 0 = not mapped), the change mirrored into
  * every CPU's private APIC path; and this CPU's nested-paging TLB flush (now, or at

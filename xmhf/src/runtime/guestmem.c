@@ -54,6 +54,21 @@ bool nmi_kick_taken(struct pcpu *c)
     return __atomic_exchange_n(&c->flush_kicks, 0, __ATOMIC_SEQ_CST) != 0;
 }
 
+/* Makes CPU t exit its guest (an NMI the hypervisor takes back: at most one in flight,
+ * see above), then lets a little time pass while serving this CPU's own flush requests,
+ * so that two CPUs waiting for each other both get on. */
+void nmi_kick(struct pcpu *self, struct pcpu *t)
+{
+    uint32_t none = 0;
+    if (__atomic_compare_exchange_n(&t->flush_kicks, &none, 1, false, __ATOMIC_SEQ_CST,
+                                    __ATOMIC_SEQ_CST))
+        lapic_send_ipi_raw(t->apic_id, ICR_DM_NMI | ICR_LEVEL_ASSERT);
+    for (unsigned i = 0; i < 200u; i++) {
+        guestmem_tlb_sync(self);
+        cpu_pause();
+    }
+}
+
 /* Waits for CPU t to reach generation g. A CPU not running a guest needs nothing now:
  * its launch flushes (and one that starts meanwhile set guest_state before it read
  * anything of the tables, so either it is seen running here or its launch comes after
@@ -67,14 +82,7 @@ static void wait_for_cpu(struct pcpu *self, struct pcpu *t, uint64_t g)
         uint32_t gs = __atomic_load_n(&t->guest_state, __ATOMIC_SEQ_CST);
         if (t->state != PCPU_VMX_ON || (gs != GUEST_CPU_RUNNING && gs != GUEST_CPU_STARTING))
             return;
-        uint32_t none = 0;
-        if (__atomic_compare_exchange_n(&t->flush_kicks, &none, 1, false, __ATOMIC_SEQ_CST,
-                                        __ATOMIC_SEQ_CST))
-            lapic_send_ipi_raw(t->apic_id, ICR_DM_NMI | ICR_LEVEL_ASSERT);
-        for (unsigned i = 0; i < 200u; i++) {
-            guestmem_tlb_sync(self);
-            cpu_pause();
-        }
+        nmi_kick(self, t);
     }
     printk("xmhf: CPU %u: CPU %u did not flush its nested-paging TLB\n", self->idx, t->idx);
 }

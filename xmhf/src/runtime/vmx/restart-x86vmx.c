@@ -76,14 +76,7 @@ static bool world_stop(struct pcpu *self)
             uint32_t gs = __atomic_load_n(&t->guest_state, __ATOMIC_SEQ_CST);
             if (gs == GUEST_CPU_WAIT_SIPI || gs == GUEST_CPU_RESET)
                 break;
-            uint32_t none = 0;
-            if (__atomic_compare_exchange_n(&t->flush_kicks, &none, 1, false, __ATOMIC_SEQ_CST,
-                                            __ATOMIC_SEQ_CST))
-                lapic_send_ipi_raw(t->apic_id, ICR_DM_NMI | ICR_LEVEL_ASSERT);
-            for (unsigned d = 0; d < 200u; d++) {
-                guestmem_tlb_sync(self);
-                cpu_pause();
-            }
+            nmi_kick(self, t);
         }
         if (__atomic_load_n(&t->held, __ATOMIC_SEQ_CST)) {
             if (helper < 0)
