@@ -186,6 +186,7 @@ unsigned acpi_hide_table(struct acpi_header *t, const char newsig[4]);
 void smp_start_aps(void);
 void smp_tramp_install(uint64_t pa, struct pcpu *c, void (*entry)(struct pcpu *));
 int smp_ioapic_unsafe_pin(void);
+int pci_msi_unsafe(void);
 uint32_t lapic_id(void);
 
 /* INT 15h E820 hook (e820hook.c): installed before the first guest instruction. */
