@@ -365,6 +365,7 @@ bool t_init_starting(struct test_result *r);
 bool t_init_cross(struct test_result *r);
 bool t_init_physical(struct test_result *r);
 bool t_init_bsp(struct test_result *r);
+bool t_init_restart_refused(struct test_result *r);
 bool t_debug_dr7_exit(struct test_result *r);
 bool t_nmi_while_blocked(struct test_result *r);
 bool t_debug_rf_emulated(struct test_result *r);

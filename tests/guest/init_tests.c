@@ -642,6 +642,61 @@ bool t_init_bsp(struct test_result *r)
                      "status 0Ah) with its APIC reset; a STARTUP to it changed nothing");
 }
 
+/* ---- init_restart_refused ---------------------------------------------------------- */
+/* Hostile: where the hypervisor restarts an AP through INIT (apic=zeroexit on a CPU that
+ * keeps INIT pending after its exit, README "APIC modes"), the AP is outside VMX for a
+ * moment, and an I/O APIC pin in NMI delivery mode could then make it run the guest's
+ * real-mode NMI handler unsupervised. With such a pin unmasked (the highest one, which
+ * nothing drives) the restart must be refused: after INIT and STARTUP x2 the AP stays
+ * stopped. With the pin masked again, the next STARTUP x2 must start it once. */
+bool t_init_restart_refused(struct test_result *r)
+{
+    uint64_t before = 0, after = 0;
+    if (ncpus < 2)
+        return test_pass(r, "(skipped: needs 2 CPUs)");
+    if (hv_stat(ST_INIT_RESTARTS, &before) != HV_STAT_OK || before == 0)
+        return test_skip(r, "no CPU was restarted through INIT here (only where INIT stays "
+                         "pending after its exit: Bochs 2.7 with apic=zeroexit)");
+    struct cpu *ap = &cpus[1];
+    struct mark m;
+    if (ap->state != CPU_ONLINE)
+        return test_fail(r, "AP 1 is not online");
+    const uint32_t pin = (ioapic_read(1) >> 16) & 0xff, lo_reg = 0x10 + 2 * pin;
+    const uint32_t old_lo = ioapic_read(lo_reg), old_hi = ioapic_read(lo_reg + 1);
+    ioapic_write(lo_reg, 0x10000 | ICR_NMI);            /* masked while it is set up */
+    ioapic_write(lo_reg + 1, ap->apic_id << 24);
+    ioapic_write(lo_reg, ICR_NMI);                       /* edge, high, physical, NMI */
+    mark_take(ap, &m);
+    ap->state = CPU_OFFLINE;        /* it goes; ap_main sets it online again */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    apic_send_ipi(ap->apic_id, ICR_INIT | ICR_ASSERT | ICR_LEVEL);
+    bool ok = stopped(ap, &m, "INIT", r);
+    if (ok) {
+        for (int i = 0; i < 2; i++) {
+            apic_send_ipi(ap->apic_id, ICR_STARTUP | (AP_TRAMPOLINE >> 12));
+            delay_ticks(TICKS_10MS);
+        }
+        delay_ticks(10 * TICKS_10MS);
+        if (*tramp16(ap_tramp_entries) != m.entries || reports_of(ap->apic_id, m.reports)) {
+            test_fail(r, "AP 1 started with I/O APIC pin %u unmasked in NMI mode", pin);
+            ok = false;
+        }
+    }
+    ioapic_write(lo_reg, 0x10000 | (old_lo & 0xffff));
+    ioapic_write(lo_reg + 1, old_hi);
+    ioapic_write(lo_reg, old_lo);
+    if (!ok)
+        return park(ap, r);
+    if (!start_again(ap, &m, "STARTUP with the pin masked again", r))
+        return false;
+    if (hv_stat(ST_INIT_RESTARTS, &after) != HV_STAT_OK || after != before + 1)
+        return test_fail(r, "restarts through INIT %lu -> %lu, expected one more",
+                         (unsigned long)before, (unsigned long)after);
+    return test_pass(r, "pin %u in NMI mode: INIT + STARTUP x2 left AP 1 stopped; masked "
+                     "again: STARTUP x2 started it once (restarts %lu -> %lu)", pin,
+                     (unsigned long)before, (unsigned long)after);
+}
+
 /* ---- debug_dr7_exit ---------------------------------------------------------------- */
 #define RFLAGS_TF        0x100ull
 #define RFLAGS_IF        0x200ull

@@ -58,6 +58,7 @@ static const struct guest_test tests[] = {
     { "init_cross",               t_init_cross },
     { "init_physical",            t_init_physical },
     { "init_bsp",                 t_init_bsp },
+    { "init_restart_refused",     t_init_restart_refused },
     /* last: they may leave AP 1 parked (CPU_LOST) when they fail */
     { "ap_restart",               t_ap_restart },
     { "x2apic_mode",              t_x2apic_mode },
