@@ -10,8 +10,8 @@
 #   vmx-zeroexit-smp2  the same with apic=zeroexit (no APIC access intercepted): Linux's
 #                 INIT/STARTUP reach its AP as INIT and SIPI VM exits
 #   vmx-zeroexit-nomtf-smp2  apic=zeroexit on Bochs 2.7 (no MTF; its INIT stays pending:
-#                 each CPU online restarts the AP through INIT); only on request (2.7 is
-#                 slow: boot, 3 hotplug rounds and the NMI backtraces took 257 s here)
+#                 each CPU online restarts the AP through INIT); not in the default list
+#                 (make check names it; 546 s here on a loaded host)
 #   svm-ryzen-smp2  the AMD build under Bochs 3.0's ryzen model; only on request (slow)
 #   q35-vtd-smp2, q35-amdvi-smp2   the AMD build on QEMU's q35 (AHCI disk) with its VT-d
 #                 or AMD-Vi model: DMA protection on, and no DMA of the boot faulted
