@@ -47,6 +47,7 @@ run_hv spp bochs --cpu-model corei7_icelake_u
 run_hv mtf bochs
 run_hv tf bochs-nomtf
 run_hv zeroexit bochs --cmdline apic=zeroexit
+run_hv zeroexit-nomtf bochs-nomtf --cmdline apic=zeroexit
 if [ ! -f "$root/build/svm/hypervisor-x86-amd64.bin.gz" ]; then
     make -s -C "$root" svm >"$work/svm-build.log" 2>&1 || echo "bench: make svm failed" >&2
 fi
@@ -87,19 +88,22 @@ echo "writes exit); MTF: Bochs 3.0 corei7_skylake_x; TF: Debian's Bochs 2.7 (no 
 echo "SVM: the AMD build on Bochs 3.0 ryzen (RFLAGS.TF + #DB). Reads never exit (read-only"
 echo "mapping). empty_loop is the timed loop without an access (in every figure)."
 echo
-echo "apic=zeroexit (Bochs 3.0): no APIC access intercepted"
-printf '%-11s | %12s | %14s | %14s | %20s\n' access "native ticks" "zeroexit ticks" "zeroexit exits" "ratio zeroexit/native"
-printf '%s\n' "------------+--------------+----------------+----------------+---------------------"
+echo "apic=zeroexit: no APIC access intercepted (Bochs 3.0, and Bochs 2.7 without MTF)"
+printf '%-11s | %12s | %14s | %14s | %20s | %19s\n' access "native ticks" "zeroexit ticks" \
+    "zeroexit exits" "ratio zeroexit/native" "2.7: ticks / exits"
+printf '%s\n' "------------+--------------+----------------+----------------+----------------------+--------------------"
 for a in empty_loop xapic_read eoi_write icr_write; do
     n=$(field "$work/native.txt" $a ticks/access)
     z=$(field "$work/zeroexit.txt" $a ticks/access)
     ze=$(field "$work/zeroexit.txt" $a exits/access)
+    z7=$(field "$work/zeroexit-nomtf.txt" $a ticks/access)
+    ze7=$(field "$work/zeroexit-nomtf.txt" $a exits/access)
     ratio=-
     if [ "$n" != - ] && [ "$z" != - ] && [ "$n" -gt 0 ]; then
         ratio=$(awk -v m="$z" -v n="$n" 'BEGIN { printf "%.2f", m / n }')
     fi
     [ "$z" != - ] && any=1
-    printf '%-11s | %12s | %14s | %14s | %20s\n' $a "$n" "$z" "$ze" "$ratio"
+    printf '%-11s | %12s | %14s | %14s | %20s | %19s\n' $a "$n" "$z" "$ze" "$ratio" "$z7 / $ze7"
 done
 echo
 echo "icr_write: a fixed self-IPI (shorthand self, vector 0xf1) with interrupts disabled."
@@ -180,7 +184,7 @@ linux_classes() {
                 nm[0] = "exception/NMI (TF step #DB)"; nm[1] = "interrupt"; nm[10] = "CPUID";
                 nm[18] = "VMCALL"; nm[28] = "CR"; nm[31] = "RDMSR"; nm[32] = "WRMSR";
                 nm[37] = "MTF"; nm[48] = "EPT violation (APIC write)"; nm[30] = "I/O";
-                nm[3] = "INIT"; nm[8] = "NMI window"; nm[55] = "XSETBV"; nm[12] = "HLT";
+                nm[3] = "INIT"; nm[4] = "SIPI"; nm[8] = "NMI window"; nm[55] = "XSETBV"; nm[12] = "HLT";
             } else {
                 nm[0] = "interrupt"; nm[1] = "NMI"; nm[18] = "CPUID"; nm[20] = "IRET";
                 nm[28] = "MSR"; nm[64] = "exceptions (TF step #DB)";
@@ -254,6 +258,7 @@ if [ "${BENCH_LINUX:-1}" != 0 ]; then
         linux_run tf bochs-nomtf build/bench-vmx
         linux_run svm qemu-svm build/bench-svm
         linux_run zeroexit bochs build/bench-vmx1 --cmdline apic=zeroexit
+        linux_run zeroexit-nomtf bochs-nomtf build/bench-vmx1 --cmdline apic=zeroexit
         echo "bench: linux-native: Bochs 3.0 without the hypervisor (tests/linux/run.sh)" >&2
         (cd "$root" && LINUX_RUNS=native-bochs LINUX_OUT="$work" tests/linux/run.sh) \
             >"$work/linux-native.out" 2>&1 ||
@@ -262,6 +267,7 @@ if [ "${BENCH_LINUX:-1}" != 0 ]; then
         echo "VM exits by class, Linux boot to 'linux-guest: done' (2 CPUs; exact to 64, zeroexit exact)"
         for r in "spp vmx MTF+SPP (Bochs 3.0 icelake_u)" "mtf vmx MTF (Bochs 3.0 skylake_x)" \
                  "tf vmx TF (Bochs 2.7)" "zeroexit vmx apic=zeroexit (Bochs 3.0 skylake_x)" \
+                 "zeroexit-nomtf vmx apic=zeroexit (Bochs 2.7, restarts through INIT)" \
                  "svm svm SVM (QEMU TCG)"; do
             set -- $r
             n=$1 a=$2
@@ -277,6 +283,7 @@ if [ "${BENCH_LINUX:-1}" != 0 ]; then
         printf '%s\n' "-----------------------------------+-------------+----------------+------------------+----------------"
         for r in "native-bochs native Bochs 3.0, no hypervisor" \
                  "linux-zeroexit apic=zeroexit (Bochs 3.0)" \
+                 "linux-zeroexit-nomtf apic=zeroexit (Bochs 2.7)" \
                  "linux-mtf apic=step, MTF (Bochs 3.0)" \
                  "linux-spp apic=step, MTF+SPP (Bochs 3.0)" \
                  "linux-tf apic=step, TF (Bochs 2.7)" \
