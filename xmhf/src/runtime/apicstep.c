@@ -297,9 +297,7 @@ void apic_capture_commit(struct vcpu *v, struct apic_capture *cap)
 
 int apic_base_write(struct pcpu *c, uint64_t val)
 {
-    uint32_t r[4];
-    cpuid(0x80000008u, 0, r);
-    uint64_t addr_bits = APIC_BASE_ADDR & ((1ull << (r[0] & 0xff)) - 1);
+    uint64_t addr_bits = APIC_BASE_ADDR & ((1ull << cpu_phys_bits()) - 1);
     uint64_t reserved = ~(addr_bits | APIC_BASE_BSP | APIC_BASE_EXTD | APIC_BASE_EN);
     if (val & reserved)
         return -1;

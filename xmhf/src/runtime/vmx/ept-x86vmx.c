@@ -48,11 +48,9 @@ static volatile uint64_t types_gen;
 void arch_nested_paging_init(void)
 {
     uint64_t root_pa, before = heap_pages_free();
-    uint32_t r[4];
-    cpuid(0x80000008, 0, r);
     /* MAXPHYADDR, but no more than the 48 bits four-level tables translate: an address
      * above either is refused (the caller says so), never handed to the table code. */
-    unsigned bits = r[0] & 0xff;
+    unsigned bits = cpu_phys_bits();
     phys_bits_limit = 1ull << (bits > 48 ? 48 : bits);
     ept_root = page_alloc(&root_pa);
     const struct e820_map *m = &g_bp->e820;
