@@ -46,12 +46,20 @@ void vmx_world_gate(struct pcpu *c)
     uint32_t owner = __atomic_load_n(&world_owner, __ATOMIC_ACQUIRE);
     if (!owner || owner == c->idx + 1)
         return;
+    unsigned said = 0;
     __atomic_store_n(&c->held, 1, __ATOMIC_SEQ_CST);
     while (__atomic_load_n(&world_owner, __ATOMIC_ACQUIRE)) {
         if (__atomic_load_n(&world_helper, __ATOMIC_ACQUIRE) == (int32_t)c->idx &&
             __atomic_load_n(&restart_go, __ATOMIC_ACQUIRE)) {
+            /* Until it is back: while it is out of VMX operation no guest CPU may run
+             * (a guest STARTUP would start it unsupervised), so the world stays stopped
+             * rather than give it up; said once. */
             send_startups();
-            __atomic_store_n(&restart_go, 0, __ATOMIC_RELEASE);
+            if (__atomic_load_n(&restart_back, __ATOMIC_ACQUIRE))
+                __atomic_store_n(&restart_go, 0, __ATOMIC_RELEASE);
+            else if (!said++)
+                printk("xmhf: CPU %u: CPU APIC ID %u is not back from its restart through "
+                       "INIT yet: every guest CPU waits\n", c->idx, restart_target_apic);
         }
         guestmem_tlb_sync(c);
         cpu_pause();
