@@ -34,5 +34,8 @@ _Static_assert(sizeof(struct acpi_header) == 36, "SDT header layout");
 #define MADT_ENABLED  (1u << 0)
 #define MADT_ONLINE_CAPABLE (1u << 1)
 #define MADT_ENTRIES_OFFSET 44u /* header + local APIC address + flags */
+/* IA-PC HPET Specification 1.0a, 3.2.4 "The ACPI 2.0 HPET Description Table": the
+ * base address's Generic Address Structure at offset 40, its 64-bit address at 44. */
+#define ACPI_HPET_ADDR 44u
 
 #endif

@@ -52,4 +52,16 @@
 #define IOAPIC_RTE_DM(lo) ((lo) & (7u << 8))
 #define IOAPIC_RTE_MASKED (1u << 16)
 
+/* The HPET (IA-PC HPET Specification 1.0a, 2.3 "Register Set"): capabilities at 0 with
+ * the last timer's number in bits 12:8; timer n's configuration at 100h + 20h n (bit 2
+ * interrupt enable, bit 14 FSB delivery enable) and its FSB route at 110h + 20h n
+ * (message data in bits 31:0, with the delivery mode in bits 10:8 as in an MSI). */
+#define HPET_SIZE       0x400u
+#define HPET_CAP        0x000u
+#define HPET_CAP_TIMERS(c) ((unsigned)(((c) >> 8) & 0x1f) + 1u)
+#define HPET_TN_CFG(n)  (0x100u + 0x20u * (n))
+#define HPET_TN_FSB(n)  (0x110u + 0x20u * (n))
+#define HPET_TN_INT_ENB (1u << 2)
+#define HPET_TN_FSB_EN  (1u << 14)
+
 #endif

@@ -185,7 +185,7 @@ unsigned acpi_hide_table(struct acpi_header *t, const char newsig[4]);
 /* SMP bring-up of the hypervisor's own processors (smp.c). */
 void smp_start_aps(void);
 void smp_tramp_install(uint64_t pa, struct pcpu *c, void (*entry)(struct pcpu *));
-int smp_ioapic_unsafe_pin(void);
+int smp_irq_unsafe_source(void);
 int pci_msi_unsafe(void);
 uint32_t lapic_id(void);
 

@@ -163,7 +163,7 @@ static const struct acpi_header *acpi_table(uint64_t pa, const char *sig)
     return h;
 }
 
-static const struct acpi_header *find_madt(void)
+static const struct acpi_header *find_table(const char *sig)
 {
     uint64_t ebda = (uint64_t)*(volatile uint16_t *)phys_to_virt(BDA_EBDA_SEG) << 4;
     const struct acpi_rsdp *r = NULL;
@@ -189,11 +189,44 @@ static const struct acpi_header *find_madt(void)
     for (uint32_t off = 0; off + width <= root->length - sizeof(*root); off += width) {
         uint64_t pa = 0;
         memcpy(&pa, p + off, width);
-        const struct acpi_header *t = acpi_table(pa, "APIC");
+        const struct acpi_header *t = acpi_table(pa, sig);
         if (t)
             return t;
     }
     return NULL;
+}
+
+static const struct acpi_header *find_madt(void)
+{
+    return find_table("APIC");
+}
+
+/* Where interrupt messages can come from without a CPU: the I/O APICs (MADT) and the
+ * HPET (its ACPI table), noted at boot - the tables are in guest memory afterwards. */
+#define MAX_IOAPICS 8u
+static uint64_t ioapic_pa[MAX_IOAPICS];
+static unsigned n_ioapics;
+static uint64_t hpet_pa;
+
+static void irq_sources_init(const struct acpi_header *madt)
+{
+    const uint8_t *p = (const uint8_t *)madt;
+    for (uint32_t off = MADT_ENTRIES_OFFSET; madt && off + 2 <= madt->length;) {
+        uint8_t type = p[off], len = p[off + 1];
+        if (len < 2 || off + len > madt->length)
+            break;
+        uint32_t addr = 0;
+        if (type == MADT_IOAPIC && len >= 12)
+            memcpy(&addr, p + off + 4, 4);
+        off += len;
+        if (addr && !(addr & 0xfffu) && n_ioapics < MAX_IOAPICS)
+            ioapic_pa[n_ioapics++] = addr;
+    }
+    const struct acpi_header *h = find_table("HPET");
+    if (h && h->length >= ACPI_HPET_ADDR + 8)
+        memcpy(&hpet_pa, (const uint8_t *)h + ACPI_HPET_ADDR, 8);
+    if (hpet_pa & 0x3ffu || hpet_pa + HPET_SIZE > PHYS_LIMIT)
+        hpet_pa = 0;
 }
 
 static uint32_t madt_max_apic_id(const struct acpi_header *madt)
@@ -293,6 +326,7 @@ struct pcpu *smp_bsp_init(void)
         printk("xmhf: APIC IDs above 254 in the MADT: the BSP's APIC switched to x2APIC mode\n");
     }
     g_ncpus = enumerate_cpus();
+    irq_sources_init(madt);
     printk("xmhf: %u processor%s (ACPI MADT), BSP APIC ID %u, %s mode\n", g_ncpus,
            g_ncpus == 1 ? "" : "s", apic_ids[0], x2apic_mode() ? "x2APIC" : "xAPIC");
     for (uint32_t i = 0; i < g_ncpus; i++)
@@ -314,29 +348,17 @@ void smp_tramp_install(uint64_t pa, struct pcpu *c, void (*entry)(struct pcpu *)
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
-/* The first I/O APIC pin that could make a CPU outside VMX operation run guest code:
- * unmasked, with the NMI delivery mode (a real-mode CPU takes it through the guest's
- * interrupt table) or the reserved STARTUP encoding (which Bochs delivers as a STARTUP).
- * -1: none. The index register is the guest's, so it is put back. */
-int smp_ioapic_unsafe_pin(void)
+/* The first interrupt source that could make a CPU outside VMX operation run guest
+ * code: an unmasked I/O APIC pin, or an enabled HPET timer's FSB message, with the NMI
+ * delivery mode (a real-mode CPU takes it through the guest's interrupt table) or the
+ * reserved STARTUP encoding (which Bochs delivers as a STARTUP). The number of the I/O
+ * APIC pin (its index over all I/O APICs), 1000 + the HPET timer, or -1: none. The
+ * I/O APIC's index register is the guest's, so it is put back. */
+int smp_irq_unsafe_source(void)
 {
-    const struct acpi_header *madt = find_madt();
-    if (!madt)
-        return -1;
-    const uint8_t *p = (const uint8_t *)madt;
-    for (uint32_t off = MADT_ENTRIES_OFFSET; off + 2 <= madt->length;) {
-        uint8_t type = p[off], len = p[off + 1];
-        if (len < 2 || off + len > madt->length)
-            break;
-        uint32_t addr = 0, gsi0 = 0;
-        if (type == MADT_IOAPIC && len >= 12) {
-            memcpy(&addr, p + off + 4, 4);
-            memcpy(&gsi0, p + off + 8, 4);
-        }
-        off += len;
-        if (!addr || addr & 0xfffu || (uint64_t)addr + 0x20 > PHYS_LIMIT)
-            continue;
-        volatile uint32_t *io = phys_to_virt(addr);
+    int base = 0;
+    for (unsigned k = 0; k < n_ioapics; k++) {
+        volatile uint32_t *io = phys_to_virt(ioapic_pa[k]);
         uint32_t sel = io[IOAPIC_REGSEL / 4];
         io[IOAPIC_REGSEL / 4] = IOAPIC_VER;
         unsigned max = (io[IOAPIC_WIN / 4] >> 16) & 0xff;
@@ -346,11 +368,23 @@ int smp_ioapic_unsafe_pin(void)
             uint32_t lo = io[IOAPIC_WIN / 4];
             if (!(lo & IOAPIC_RTE_MASKED) &&
                 (IOAPIC_RTE_DM(lo) == ICR_DM_NMI || IOAPIC_RTE_DM(lo) == ICR_DM_STARTUP))
-                bad = (int)((gsi0 + n) & 0x7fffffff);
+                bad = base + (int)n;
         }
         io[IOAPIC_REGSEL / 4] = sel;
         if (bad >= 0)
             return bad;
+        base += (int)max + 1;
+    }
+    if (hpet_pa) {
+        const volatile uint32_t *h = phys_to_virt(hpet_pa);  /* 32-bit accesses */
+        unsigned timers = HPET_CAP_TIMERS(h[HPET_CAP / 4]);
+        for (unsigned t = 0; t < timers; t++) {
+            uint32_t cfg = h[HPET_TN_CFG(t) / 4];
+            uint32_t data = h[HPET_TN_FSB(t) / 4];
+            if ((cfg & HPET_TN_INT_ENB) && (cfg & HPET_TN_FSB_EN) &&
+                (IOAPIC_RTE_DM(data) == ICR_DM_NMI || IOAPIC_RTE_DM(data) == ICR_DM_STARTUP))
+                return 1000 + (int)t;
+        }
     }
     return -1;
 }

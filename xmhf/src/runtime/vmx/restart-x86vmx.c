@@ -9,8 +9,8 @@
  * brings it back, and whatever STARTUP comes first wins: so while the CPU is out, no
  * other CPU runs guest code ("the world stops": each is held in the hypervisor), the
  * STARTUP comes from a held CPU and names the restart page, which the guest can neither
- * map nor reach by DMA (e820hook.c), and no I/O APIC pin or device MSI (pci.c) may be
- * able to send the CPU an NMI (taken in real mode through the guest's table) or a
+ * map nor reach by DMA (e820hook.c), and no I/O APIC pin, HPET timer or device MSI
+ * (smp.c, pci.c) may be able to send the CPU an NMI (taken in real mode through the guest's table) or a
  * STARTUP (reserved there, but Bochs delivers one). Where any of this cannot be had, the CPU is not restarted: it
  * waits for SIPI in its guest, as it did before this existed, and says why.
  *
@@ -147,9 +147,13 @@ void vmx_restart_through_init(struct pcpu *c)
         return;
     }
     /* Checked with every guest CPU held: nothing can change the pins until it resumes. */
-    int pin = smp_ioapic_unsafe_pin(), fn = pin < 0 ? pci_msi_unsafe() : -1;
+    int pin = smp_irq_unsafe_source(), fn = pin < 0 ? pci_msi_unsafe() : -1;
     if (pin >= 0 || fn >= 0) {
-        if (pin >= 0)
+        if (pin >= 1000)
+            printk("xmhf: CPU %u: not restarted: HPET timer %d sends an FSB message with "
+                   "the NMI or the reserved STARTUP delivery mode, which would reach it "
+                   "outside VMX\n", c->idx, pin - 1000);
+        else if (pin >= 0)
             printk("xmhf: CPU %u: not restarted: I/O APIC pin %d is unmasked with the NMI "
                    "or the reserved STARTUP delivery mode, which would reach it outside "
                    "VMX\n", c->idx, pin);
