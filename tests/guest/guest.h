@@ -348,6 +348,7 @@ bool t_ap_restart(struct test_result *r);
 bool t_x2apic_mode(struct test_result *r);
 /* hypapp_tests.c: the hypapps other than helloworld (see README.md) */
 bool t_wprot_pages(struct test_result *r);
+bool t_wprot_apic_off(struct test_result *r);
 bool t_iomon_ports(struct test_result *r);
 bool t_user_hypercall(struct test_result *r);
 /* capture_tests.c: attacks on the capture of xAPIC writes */

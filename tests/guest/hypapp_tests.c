@@ -232,6 +232,67 @@ bool t_wprot_pages(struct test_result *r)
     return test_pass(r, "deny on %u CPU(s), watch, no-execute, refusals", cpus_online());
 }
 
+/* ---- wprot_apic_off: hypapps/wprot, a CPU with its local APIC globally disabled ---- */
+/* Such a CPU takes no IPI, so no NMI kick makes it flush its nested-paging TLB when a
+ * page is protected; the hypervisor's timer must (Intel; README "APIC modes"). AP 1
+ * writes the page (a writable translation in its TLB), disables its APIC and spins
+ * without an exit (no PAUSE) until the page is protected; its next write must then be
+ * refused, and the protection must not have waited for the kick's time-out. Bochs (as
+ * the P6) cannot enable an APIC again without a reset, so this runs last and leaves AP 1
+ * with its APIC off. */
+#define WP_OFF_BOUND ((uint64_t)50000000 * tick_scale)   /* a kick time-out is ~4x this */
+static volatile uint32_t wp_off_ready, wp_off_go;
+
+static bool wp_apic_off_job(struct test_result *r)
+{
+    uint64_t base = rdmsr(MSR_APIC_BASE);
+    if (!wp_write_ok(r))
+        return false;
+    if (base & APIC_BASE_EXTD)
+        wrmsr(MSR_APIC_BASE, base & ~(APIC_BASE_ENABLE | APIC_BASE_EXTD));
+    else
+        wrmsr(MSR_APIC_BASE, base & ~APIC_BASE_ENABLE);
+    __atomic_store_n(&wp_off_ready, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&wp_off_go, __ATOMIC_ACQUIRE))
+        __asm__ volatile("" ::: "memory");
+    return wp_write_denied(r);
+}
+
+bool t_wprot_apic_off(struct test_result *r)
+{
+    struct test_result sr;
+    if (!hypapp_there(r, WP_QUERY, "wprot"))
+        return true;
+    if (cpu_is_amd)
+        return test_skip(r, "SVM has no preemption timer: a CPU whose APIC is globally "
+                         "disabled gets no flush kick (README)");
+    if (ncpus < 2 || cpus[1].state != CPU_ONLINE)
+        return test_skip(r, "needs AP 1 online");
+    wp_value = 0x4444000000000000ull;
+    wp_off_ready = wp_off_go = 0;
+    if (!cpu_post(&cpus[1], wp_apic_off_job))
+        return test_fail(r, "AP 1 is not online");
+    uint64_t t0 = rdtsc();
+    while (!__atomic_load_n(&wp_off_ready, __ATOMIC_ACQUIRE) && rdtsc() - t0 < TIMEOUT_HYPAPP)
+        cpu_relax();
+    uint64_t t1 = rdtsc();
+    bool ok = wp_off_ready && wp_expect(r, "WP_PROTECT deny (AP 1's APIC off)", WP_PROTECT,
+                                        WP_PAGE, WP_DENY, 0);
+    uint64_t took = rdtsc() - t1;
+    __atomic_store_n(&wp_off_go, 1, __ATOMIC_RELEASE);
+    if (!cpu_wait(&cpus[1], TIMEOUT_HYPAPP, &sr))
+        return test_fail(r, "AP 1 with its APIC off: %s", sr.msg);
+    if (!ok)
+        return wp_off_ready ? false : test_fail(r, "AP 1 did not disable its APIC");
+    if (!wp_expect(r, "WP_UNPROTECT", WP_UNPROTECT, WP_PAGE, 0, 0))
+        return false;
+    if (took > WP_OFF_BOUND)
+        return test_fail(r, "WP_PROTECT took %lu ticks with AP 1's APIC off (bound %lu): "
+                         "its flush waited for a time-out", took, WP_OFF_BOUND);
+    return test_pass(r, "AP 1's APIC off: protection in %lu ticks, its next write refused",
+                     took);
+}
+
 /* ---- iomon_ports: hypapps/iomon ---------------------------------------------------- */
 #define IOMON_STATS     0x200ull
 #define IOMON_DEV       0xe0e0u

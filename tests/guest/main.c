@@ -62,6 +62,7 @@ static const struct guest_test tests[] = {
     /* last: they may leave AP 1 parked (CPU_LOST) when they fail */
     { "ap_restart",               t_ap_restart },
     { "x2apic_mode",              t_x2apic_mode },
+    { "wprot_apic_off",           t_wprot_apic_off },    /* leaves AP 1's APIC off */
 };
 
 bool test_fail(struct test_result *r, const char *fmt, ...)

@@ -45,7 +45,8 @@
     X(32, GUEST_DS_AR, 0x481a) X(32, GUEST_FS_AR, 0x481c) X(32, GUEST_GS_AR, 0x481e) \
     X(32, GUEST_LDTR_AR, 0x4820) X(32, GUEST_TR_AR, 0x4822) \
     X(32, GUEST_INTERRUPTIBILITY, 0x4824) X(32, GUEST_ACTIVITY, 0x4826) \
-    X(32, GUEST_SYSENTER_CS, 0x482a) X(32, HOST_SYSENTER_CS, 0x4c00) \
+    X(32, GUEST_SYSENTER_CS, 0x482a) X(32, GUEST_PREEMPT_TIMER, 0x482e) \
+    X(32, HOST_SYSENTER_CS, 0x4c00) \
     X(N, CR0_MASK, 0x6000) X(N, CR4_MASK, 0x6002) X(N, CR0_SHADOW, 0x6004) \
     X(N, CR4_SHADOW, 0x6006) X(N, EXIT_QUALIFICATION, 0x6400) X(N, GUEST_LINEAR_ADDR, 0x640a) \
     X(N, GUEST_CR0, 0x6800) X(N, GUEST_CR3, 0x6802) X(N, GUEST_CR4, 0x6804) \
@@ -80,6 +81,7 @@ VMCS_FIELDS(X)
 #define PIN_EXTINT_EXIT   (1u << 0)
 #define PIN_NMI_EXIT      (1u << 3)
 #define PIN_VIRTUAL_NMI   (1u << 5)
+#define PIN_PREEMPT_TIMER (1u << 6)     /* 25.5.1: counts down at TSC >> VMX_MISC[4:0] */
 /* 24.6.2 Processor-Based VM-Execution Controls (primary, table 24-6) */
 #define PROC_INTR_WINDOW  (1u << 2)
 #define PROC_HLT_EXIT     (1u << 7)
@@ -189,6 +191,7 @@ enum vmx_exit_reason {
 /* A.6 Miscellaneous Data: activity states supported. */
 #define VMX_MISC_ACT_HLT  (1ull << 6)
 #define VMX_MISC_ACT_WAIT_SIPI (1ull << 8)
+#define VMX_MISC_PREEMPT_RATE(m) ((unsigned)((m) & 0x1f))
 /* 27.2.1, table 27-7: exit qualification of EPT violations */
 #define EPTV_READ   (1ull << 0)
 #define EPTV_WRITE  (1ull << 1)

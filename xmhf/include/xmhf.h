@@ -104,6 +104,7 @@ struct pcpu {
     volatile uint64_t tlb_gen_done;
     volatile uint32_t flush_kicks;
     volatile uint32_t held;         /* waiting at its VM entry while another CPU restarts */
+    volatile bool apic_off;         /* the guest's IA32_APIC_BASE.EN is 0: no IPI reaches it */
     struct guest_msrs *gmsr;        /* the guest's MTRRs and hidden MSRs (guestmsr.c) */
 };
 

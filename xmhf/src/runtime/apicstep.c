@@ -303,7 +303,10 @@ int apic_base_write(struct pcpu *c, uint64_t val)
         return -1;
     if (gpa_in_hypervisor(val & APIC_BASE_ADDR, 0x1000))
         return -1;
-    return wrmsr_safe(c, MSR_IA32_APIC_BASE, val);
+    int rc = wrmsr_safe(c, MSR_IA32_APIC_BASE, val);
+    if (rc == 0)
+        c->apic_off = !(val & APIC_BASE_EN);
+    return rc;
 }
 
 /* SDM 11.12.1.3 "Reserved Bit Checking": a WRMSR that sets a reserved bit of an x2APIC

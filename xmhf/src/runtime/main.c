@@ -1,7 +1,9 @@
 /* The runtime's start: per-CPU state, every processor into VMX/SVM, the guest's
  * memory map and nested page tables, the hypapp, then the guest on the BSP. */
+#include "apic.h"
 #include "dmap.h"
 #include "hypapp-dispatch.h"
+#include "msr.h"
 #include "xmhf.h"
 
 struct pcpu *g_pcpu[MAX_CPUS];
@@ -14,6 +16,7 @@ struct pcpu *smp_bsp_init(void);
 
 static void cpu_bringup(struct pcpu *c)
 {
+    c->apic_off = !(rdmsr(MSR_IA32_APIC_BASE) & APIC_BASE_EN);
     c->state = arch_cpu_init(c) == 0 ? PCPU_VMX_ON : PCPU_FAILED;
 }
 

@@ -254,7 +254,8 @@ static void exit_exception_nmi(struct vcpu *v)
  *   I/O SMI, SMI     only under the dual-monitor SMM treatment, never activated;
  *   TPR below threshold, virtualized EOI, APIC write, bus lock: trap-like, after the
  *                    instruction completed, for controls never set;
- *   preemption timer the timer is never activated. */
+ *   preemption timer only while the guest's APIC is globally disabled (the kick
+ *                    timer, vmx_kick_timer): the end of the handler serves the kick. */
 static void exit_resume(struct vcpu *v)
 {
     (void)v;
@@ -458,6 +459,7 @@ void vmx_exit_handler(struct pcpu *c, struct gregs *g)
         vmwrite32(VMCS_ENTRY_INSTR_LEN, vmread32(VMCS_EXIT_INSTR_LEN));
     }
     vmx_world_gate(c);
+    vmx_kick_timer(c);
     guestmem_tlb_sync(c);
     vmx_ept_types_flush(vmx_of(c));
     vmx_nmi_prepare(c);

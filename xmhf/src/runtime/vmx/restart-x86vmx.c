@@ -87,7 +87,7 @@ static bool world_stop(struct pcpu *self)
             nmi_kick(self, t);
         }
         if (__atomic_load_n(&t->held, __ATOMIC_SEQ_CST)) {
-            if (helper < 0)
+            if (helper < 0 && !t->apic_off)     /* its STARTUP must be able to go */
                 helper = (int32_t)i;
         } else if (round == 100000u) {
             printk("xmhf: CPU %u: CPU %u did not stop for its restart\n", self->idx, i);

@@ -117,7 +117,11 @@ static int check_caps(struct pcpu *c, struct vmx_cpu *x)
      * capability MSRs, CR3-load/store exiting are fixed to 1; peh handles those exits). */
     x->proc &= ~(PROC_CR3_LOAD | PROC_CR3_STORE | PROC_HLT_EXIT | PROC_UNCOND_IO | PROC_NMI_WINDOW);
     x->proc |= (uint32_t)rdmsr(proc_msr) & ~PROC_NMI_WINDOW;
-    x->pin &= ~PIN_EXTINT_EXIT;
+    x->pin &= ~(PIN_EXTINT_EXIT | PIN_PREEMPT_TIMER);
+    /* The kick timer (vmx_kick_timer): about 2^20 TSC ticks, where offered. */
+    uint32_t pin_msr = true_ctls ? MSR_IA32_VMX_TRUE_PINBASED : MSR_IA32_VMX_PINBASED;
+    if ((rdmsr(pin_msr) >> 32) & PIN_PREEMPT_TIMER)
+        x->preempt_value = (1u << 20) >> VMX_MISC_PREEMPT_RATE(rdmsr(MSR_IA32_VMX_MISC));
     /* The step mechanism: the monitor trap flag where the allowed-1 settings offer it
      * (XMHF64 met nested-KVM hosts without it), else RFLAGS.TF + #DB. */
     bool have_mtf = (rdmsr(proc_msr) >> 32) & PROC_MTF;
@@ -218,6 +222,26 @@ int arch_cpu_init(struct pcpu *c)
            x->mtf ? "the monitor trap flag" : XMHF_SINGLESTEP == 2 ?
            "RFLAGS.TF + #DB (forced by --with-singlestep=tf)" : "RFLAGS.TF + #DB (no monitor trap flag)");
     return 0;
+}
+
+/* A guest CPU whose local APIC is globally disabled (IA32_APIC_BASE.EN = 0, SDM
+ * 11.4.3) takes no IPI, so the hypervisor's NMI kicks (a hypapp's TLB flush, guestmem.c;
+ * the world stop of a restart through INIT) would never make it exit. Meanwhile the
+ * VMX-preemption timer (SDM 25.5.1) makes it exit every 2^20 TSC ticks or so, and each
+ * exit serves what the kick asks (the end of vmx_exit_handler). Without the timer the
+ * CPU is not kicked (the waits time out and say so). During a step the step's own
+ * write of the pin controls (smpg-x86vmx.c) brings the change in. */
+void vmx_kick_timer(struct pcpu *c)
+{
+    struct vmx_cpu *x = vmx_of(c);
+    bool want = c->apic_off && x->preempt_value;
+    if (want == !!(x->pin & PIN_PREEMPT_TIMER))
+        return;
+    x->pin = want ? x->pin | PIN_PREEMPT_TIMER : x->pin & ~PIN_PREEMPT_TIMER;
+    if (want)   /* loaded at every entry: no "save timer value" exit control */
+        vmwrite32(VMCS_GUEST_PREEMPT_TIMER, x->preempt_value);
+    if (!x->stepping)
+        vmwrite32(VMCS_PIN_CTLS, x->pin);
 }
 
 /* A hypapp's MSR (hypapp.c, from xmhf_app_main only: no guest runs yet). */
@@ -403,6 +427,9 @@ static __noreturn void launch(struct pcpu *c, uint16_t cs, uint64_t cs_base, uin
         x->proc |= PROC_USE_IO_BITMAPS;
     vmcs_host_state(c);
     vmcs_controls(x);
+    if (x->pin & PIN_PREEMPT_TIMER)     /* a fresh VMCS: the value too */
+        vmwrite32(VMCS_GUEST_PREEMPT_TIMER, x->preempt_value);
+    vmx_kick_timer(c);
     vmx_write_proc(x);      /* MTF for a SIPI start's guard (vmx_zeroexit_sipi) */
     vmcs_guest_realmode(c, x, cs, cs_base, rip);
     memset(&x->launch_regs, 0, sizeof(x->launch_regs));

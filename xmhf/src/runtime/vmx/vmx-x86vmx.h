@@ -27,6 +27,7 @@ struct vmx_cpu {
     bool sipi_guard;        /* apic=zeroexit: MTF until the started CPU's first instruction */
     bool sipi_fresh;        /* apic=zeroexit: started by a SIPI, no exit since */
     uint32_t reset_inits;   /* apic=zeroexit, BSP: INIT exits in a row at the reset vector */
+    uint32_t preempt_value; /* the kick timer's period (0: no VMX-preemption timer) */
     /* The step in progress (smpg-x86vmx.c). */
     bool stepping, step_sti, step_extint, step_guest_tf;
     bool step_event;        /* TF mode: an event's delivery wrote the page (no TF) */
@@ -59,6 +60,7 @@ void vmx_write_proc(struct vmx_cpu *x);
 bool vmx_event_pending(void);
 void vmx_zeroexit_sipi(struct vcpu *v);
 int vmx_root_enter(struct pcpu *c);
+void vmx_kick_timer(struct pcpu *c);
 /* restart-x86vmx.c: a CPU whose INIT stays pending after its exit (Bochs 2.7) */
 void vmx_restart_through_init(struct pcpu *c);
 void vmx_world_gate(struct pcpu *c);
