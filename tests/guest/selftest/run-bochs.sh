@@ -104,7 +104,7 @@ smp_cases="ap_startup ap_starts_ap ipi_all_pairs apic_access_loop nmi_storm \
            e820_hook_odd debug_dr7_exit debug_apic_breakpoint debug_apic_tf debug_rf_emulated \
            apic_step_interrupts \
            nmi_while_blocked init_self init_state init_starting init_cross \
-           init_physical init_bsp"
+           init_physical init_bsp init_restart_refused wprot_apic_off"
 case $mode in
 plain)
     for t in boot_state e820_call memsize_calls fault_recovery virt_hidden mtrr_writes cr0_writes \
@@ -119,7 +119,7 @@ plain)
     expect '^guest: SKIP iomon_ports: no hypervisor' "iomon_ports did not skip"
     expect '^guest: SKIP user_hypercall: no hypervisor' "user_hypercall did not skip"
     expect '^guest: SKIP dma_protection: no hypervisor' "dma_protection did not skip"
-    expect_counts 40 5
+    expect_counts 42 5
     ;;
 fakehv)
     for t in boot_state e820_call e820_hides_hypervisor memsize_calls hello_hypercall \
@@ -131,7 +131,7 @@ fakehv)
         "wprot_pages did not skip"
     expect '^guest: SKIP dma_protection: (no hypervisor|the hypervisor does not answer)' \
         "dma_protection did not skip"
-    expect_counts 45 0
+    expect_counts 47 0
     ;;
 bench)
     expect '^bench: xapic_read ticks/access=' "no xapic_read figure"
