@@ -9,10 +9,16 @@
  * brings it back, and whatever STARTUP comes first wins: so while the CPU is out, no
  * other CPU runs guest code ("the world stops": each is held in the hypervisor), the
  * STARTUP comes from a held CPU and names the restart page, which the guest can neither
- * map nor reach by DMA (e820hook.c), and no I/O APIC pin, HPET timer or device MSI
- * (smp.c, pci.c) may be able to send the CPU an NMI (taken in real mode through the guest's table) or a
- * STARTUP (reserved there, but Bochs delivers one). Where any of this cannot be had, the CPU is not restarted: it
- * waits for SIPI in its guest, as it did before this existed, and says why.
+ * write nor reach by DMA (e820hook.c), and no I/O APIC pin, HPET timer or device MSI
+ * (smp.c, pci.c) may be able to send the CPU an NMI (taken in real mode through the
+ * guest's table) or a STARTUP (reserved there, but Bochs delivers one). Where any of
+ * this cannot be had, the CPU is not restarted: it waits in its guest for the next
+ * STARTUP, which tries again, and the log says why.
+ *
+ * Without MTF the hypervisor cannot tell that INIT from the one wait-for-SIPI held
+ * (SDM 25.2), which its INIT exit consumed on a processor without the bug: so the CPU
+ * also sends itself an INIT before VMXOFF (blocked in VMX root operation, SDM 24.8,
+ * hence taken at VMXOFF; Bochs drops it there, having the other).
  *
  * The BSP is never restarted this way: outside VMX operation its INIT runs the
  * firmware's reset code, which the guest can redirect (shutdown code, shadowed ROM). */
@@ -133,11 +139,12 @@ static __noreturn void restart_entry(struct pcpu *c)
  * cannot be restarted (the reason said); otherwise it comes back at restart_entry. */
 void vmx_restart_through_init(struct pcpu *c)
 {
-    if (c->is_bsp || !g_restart_page) {
+    if (c->is_bsp || !g_restart_page || c->apic_off) {
         printk("xmhf: CPU %u: its INIT stays pending and it cannot be restarted (%s): it "
                "waits for a STARTUP it cannot act on\n", c->idx,
                c->is_bsp ? "the BSP would run the firmware's reset code unsupervised" :
-                           "no restart page");
+               c->apic_off ? "its local APIC is off, so it cannot send itself the INIT" :
+                             "no restart page");
         return;
     }
     __atomic_store_n(&c->guest_state, GUEST_CPU_RESET, __ATOMIC_SEQ_CST);
@@ -174,6 +181,7 @@ void vmx_restart_through_init(struct pcpu *c)
      * would overwrite the page and the saved base. */
     if (vmcs_clear(c->arch_page_pa[1]))
         panic("CPU %u: VMCLEAR failed", c->idx);
+    lapic_send_ipi_raw(c->apic_id, ICR_DM_INIT | ICR_LEVEL_ASSERT | ICR_TRIGGER_LEVEL);
     __atomic_store_n(&restart_go, 1, __ATOMIC_SEQ_CST);
     __asm__ volatile("vmxoff\n\t"
                      "1: cli\n\thlt\n\tjmp 1b" ::: "memory");
