@@ -22,7 +22,6 @@
 struct e820_map g_guest_e820;
 static uint64_t stub_linear;
 uint64_t g_restart_page;
-volatile uint64_t g_init_restarts;
 
 void e820_hook_install(void)
 {

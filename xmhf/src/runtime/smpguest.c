@@ -8,6 +8,9 @@
 #include "msr.h"
 #include "xmhf.h"
 
+/* CPUs restarted through INIT (apic=zeroexit on Bochs 2.7, vmx/restart-x86vmx.c). */
+volatile uint64_t g_init_restarts;
+
 /* Asks CPU t for something by NMI, until its guest_state leaves `from`. NMI is the one
  * interrupt that ends HLT with interrupts off (a parked AP) and that always exits a
  * running guest (NMI exiting / the NMI intercept) or is checked before the next entry
