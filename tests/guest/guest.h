@@ -87,6 +87,20 @@ static inline void wrmsr(uint32_t msr, uint64_t v)
                      : "memory");
 }
 
+static inline uint64_t read_cr0(void)
+{
+    uint64_t v;
+    __asm__ volatile("mov %%cr0, %0" : "=r"(v));
+    return v;
+}
+
+static inline uint64_t read_cr4(void)
+{
+    uint64_t v;
+    __asm__ volatile("mov %%cr4, %0" : "=r"(v));
+    return v;
+}
+
 static inline void cpu_relax(void)
 {
     __asm__ volatile("pause" ::: "memory");

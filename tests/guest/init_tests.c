@@ -203,20 +203,6 @@ static inline uint64_t xgetbv0(void)
     return ((uint64_t)hi << 32) | lo;
 }
 
-static inline uint64_t read_cr0(void)
-{
-    uint64_t v;
-    __asm__ volatile("mov %%cr0, %0" : "=r"(v));
-    return v;
-}
-
-static inline uint64_t read_cr4(void)
-{
-    uint64_t v;
-    __asm__ volatile("mov %%cr4, %0" : "=r"(v));
-    return v;
-}
-
 /* On AP 1, IF = 0: things INIT must reset. CR0.CD (kept by INIT), DR0/DR7 (an execute
  * breakpoint on a page nobody runs), XCR0 = 3, TPR 0x20, and the APIC timer's interrupt
  * left pending in IRR (no EOI, IF = 0). Then it waits for the INIT. */
@@ -484,6 +470,23 @@ static uint32_t ioapic_read(uint32_t reg)
     return *(volatile uint32_t *)(uintptr_t)(IOAPIC_BASE + 0x10);
 }
 
+/* Redirection entry lo_reg: edge, active high, physical, `mode` (an ICR delivery mode)
+ * to apic_id, written masked first so no half-set entry fires. */
+static void ioapic_aim(uint32_t lo_reg, uint32_t mode, uint32_t apic_id)
+{
+    ioapic_write(lo_reg, 0x10000 | mode);
+    ioapic_write(lo_reg + 1, apic_id << 24);
+    ioapic_write(lo_reg, mode);
+}
+
+/* The entry as it was, the same way round (masked while its destination changes). */
+static void ioapic_put_back(uint32_t lo_reg, uint32_t old_lo, uint32_t old_hi)
+{
+    ioapic_write(lo_reg, 0x10000 | (old_lo & 0xffff));
+    ioapic_write(lo_reg + 1, old_hi);
+    ioapic_write(lo_reg, old_lo);
+}
+
 static uint64_t phys_init_count;
 
 static bool phys_stat_job(struct test_result *r)
@@ -518,16 +521,12 @@ bool t_init_physical(struct test_result *r)
     mark_take(ap, &m);
     ap->state = CPU_OFFLINE;
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    ioapic_write(lo_reg, 0x10000 | ICR_INIT);           /* masked while it is set up */
-    ioapic_write(lo_reg + 1, ap->apic_id << 24);
-    ioapic_write(lo_reg, ICR_INIT);                      /* edge, high, physical, INIT */
+    ioapic_aim(lo_reg, ICR_INIT, ap->apic_id);
     outb(0x43, 0x30);                                    /* channel 0, lo/hi, mode 0 */
     outb(0x40, 0x00);
     outb(0x40, 0x01);                                    /* 256 PIT ticks, ~0.2 ms */
     bool ok = stopped(ap, &m, "physical INIT (I/O APIC)", r);
-    ioapic_write(lo_reg, 0x10000 | (old_lo & 0xffff));
-    ioapic_write(lo_reg + 1, old_hi);
-    ioapic_write(lo_reg, old_lo);
+    ioapic_put_back(lo_reg, old_lo, old_hi);
     if (!ok)
         return park(ap, r);
     if (!start_again(ap, &m, "physical INIT", r))
@@ -669,9 +668,7 @@ bool t_init_restart_refused(struct test_result *r)
         return test_fail(r, "AP 1 is not online");
     const uint32_t pin = (ioapic_read(1) >> 16) & 0xff, lo_reg = 0x10 + 2 * pin;
     const uint32_t old_lo = ioapic_read(lo_reg), old_hi = ioapic_read(lo_reg + 1);
-    ioapic_write(lo_reg, 0x10000 | ICR_NMI);            /* masked while it is set up */
-    ioapic_write(lo_reg + 1, ap->apic_id << 24);
-    ioapic_write(lo_reg, ICR_NMI);                       /* edge, high, physical, NMI */
+    ioapic_aim(lo_reg, ICR_NMI, ap->apic_id);
     mark_take(ap, &m);
     ap->state = CPU_OFFLINE;        /* it goes; ap_main sets it online again */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -688,9 +685,7 @@ bool t_init_restart_refused(struct test_result *r)
             ok = false;
         }
     }
-    ioapic_write(lo_reg, 0x10000 | (old_lo & 0xffff));
-    ioapic_write(lo_reg + 1, old_hi);
-    ioapic_write(lo_reg, old_lo);
+    ioapic_put_back(lo_reg, old_lo, old_hi);
     if (!ok)
         return park(ap, r);
     if (!start_again(ap, &m, "STARTUP with the pin masked again", r))

@@ -63,13 +63,6 @@ static int insn_vec(void (*probe)(void))
     return fault_expect_end(&f) ? (int)f.vector : -1;
 }
 
-static uint64_t read_cr4(void)
-{
-    uint64_t v;
-    __asm__ volatile("mov %%cr4, %0" : "=r"(v));
-    return v;
-}
-
 #define CR4_VMXE (1ull << 13)
 #define CR4_SMXE (1ull << 14)
 #define EFER 0xc0000080u
@@ -235,13 +228,6 @@ bool t_mtrr_writes(struct test_result *r)
 static int cr0_vec(uint64_t val)
 {
     return cr_write_vec(probe_write_cr0, probe_write_cr0_recover, val);
-}
-
-static uint64_t read_cr0(void)
-{
-    uint64_t v;
-    __asm__ volatile("mov %%cr0, %0" : "=r"(v));
-    return v;
 }
 
 #define CR0_NE (1ull << 5)
