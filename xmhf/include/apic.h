@@ -50,6 +50,11 @@
 #define IOAPIC_VER      0x01u
 #define IOAPIC_RTE_LO(n) (0x10u + 2u * (n))
 #define IOAPIC_RTE_DM(lo) ((lo) & (7u << 8))
+/* A delivery mode (bits 10:8, the same in an I/O APIC entry, an MSI's data and an HPET
+ * FSB message) that would make a CPU outside VMX operation run guest code: NMI (through
+ * the real-mode interrupt table) or the reserved STARTUP encoding (Bochs delivers it). */
+#define DM_RUNS_GUEST_CODE(d) \
+    (IOAPIC_RTE_DM(d) == ICR_DM_NMI || IOAPIC_RTE_DM(d) == ICR_DM_STARTUP)
 #define IOAPIC_RTE_MASKED (1u << 16)
 
 /* The HPET (IA-PC HPET Specification 1.0a, 2.3 "Register Set"): capabilities at 0 with

@@ -1,7 +1,7 @@
 /* PCI configuration space as the hypervisor reads it: configuration mechanism #1 (PCI
  * Local Bus Specification 3.0, 3.2.2.3.2: address at port CF8h, data at CFCh), the
  * capability list (6.7), MSI (6.8.1) and MSI-X (6.8.2). An MSI's message data carries
- * the local APIC's delivery mode in bits 10:8 (SDM Vol. 3A 11.11.2). */
+ * the local APIC's delivery mode in bits 10:8 (SDM Vol. 3A 11.11.2; apic.h). */
 #ifndef XMHF_PCI_H
 #define XMHF_PCI_H
 #include <stdint.h>
@@ -27,6 +27,5 @@
 #define MSIX_CTRL_SIZE(d)   ((((d) >> 16) & 0x7ffu) + 1u)
 #define MSIX_ENTRY_SIZE     16u             /* address lo, hi, data, vector control */
 #define MSIX_VEC_MASKED     1u
-#define MSI_DATA_DM(d)      ((d) & (7u << 8))
 
 #endif

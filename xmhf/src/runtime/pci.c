@@ -12,11 +12,6 @@ static uint32_t cfg_read(uint32_t addr)
     return inl(PCI_CFG_DATA);
 }
 
-static bool unsafe_mode(uint32_t data)
-{
-    return MSI_DATA_DM(data) == ICR_DM_NMI || MSI_DATA_DM(data) == ICR_DM_STARTUP;
-}
-
 /* An enabled MSI-X entry, unmasked, with an unsafe mode; the table lives in a memory
  * BAR. A table the hypervisor cannot read counts as unsafe. */
 static bool msix_unsafe(uint32_t bus, uint32_t dev, uint32_t fn, uint32_t ctrl, uint32_t tab)
@@ -35,7 +30,7 @@ static bool msix_unsafe(uint32_t bus, uint32_t dev, uint32_t fn, uint32_t ctrl, 
         return true;
     const volatile uint32_t *e = phys_to_virt(at);
     for (uint64_t i = 0; i < n; i++, e += MSIX_ENTRY_SIZE / 4)
-        if (!(e[3] & MSIX_VEC_MASKED) && unsafe_mode(e[2]))
+        if (!(e[3] & MSIX_VEC_MASKED) && DM_RUNS_GUEST_CODE(e[2]))
             return true;
     return false;
 }
@@ -50,7 +45,7 @@ static bool function_unsafe(uint32_t bus, uint32_t dev, uint32_t fn)
         uint8_t id = (uint8_t)d;
         if (id == PCI_CAP_MSI && (d & MSI_CTRL_ENABLE)) {
             uint32_t data = cfg_read(PCI_CFG(bus, dev, fn, p + ((d & MSI_CTRL_64BIT) ? 12 : 8)));
-            if (unsafe_mode(data))
+            if (DM_RUNS_GUEST_CODE(data))
                 return true;
         } else if (id == PCI_CAP_MSIX && (d & MSIX_CTRL_ENABLE) && !(d & MSIX_CTRL_MASKALL)) {
             if (msix_unsafe(bus, dev, fn, d, cfg_read(PCI_CFG(bus, dev, fn, p + 4))))

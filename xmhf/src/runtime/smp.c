@@ -201,6 +201,37 @@ static const struct acpi_header *find_madt(void)
     return find_table("APIC");
 }
 
+/* The MADT's entries in turn: the one at *off, its length checked against the table's,
+ * with *off moved past it; NULL after the last or at a malformed one. */
+static const uint8_t *madt_next(const struct acpi_header *madt, uint32_t *off)
+{
+    const uint8_t *p = (const uint8_t *)madt;
+    if (!madt || *off + 2 > madt->length)
+        return NULL;
+    uint8_t len = p[*off + 1];
+    if (len < 2 || *off + len > madt->length)
+        return NULL;
+    const uint8_t *e = p + *off;
+    *off += len;
+    return e;
+}
+
+/* A processor's entry (local APIC or x2APIC): its APIC ID and flags. */
+static bool madt_cpu(const uint8_t *e, uint32_t *id, uint32_t *flags)
+{
+    if (e[0] == MADT_LAPIC && e[1] >= 8) {
+        *id = e[3];
+        memcpy(flags, e + 4, 4);
+        return true;
+    }
+    if (e[0] == MADT_X2APIC && e[1] >= 16) {
+        memcpy(id, e + 4, 4);
+        memcpy(flags, e + 8, 4);
+        return true;
+    }
+    return false;
+}
+
 /* Where interrupt messages can come from without a CPU: the I/O APICs (MADT) and the
  * HPET (its ACPI table), noted at boot - the tables are in guest memory afterwards. */
 #define MAX_IOAPICS 8u
@@ -210,15 +241,11 @@ static uint64_t hpet_pa;
 
 static void irq_sources_init(const struct acpi_header *madt)
 {
-    const uint8_t *p = (const uint8_t *)madt;
-    for (uint32_t off = MADT_ENTRIES_OFFSET; madt && off + 2 <= madt->length;) {
-        uint8_t type = p[off], len = p[off + 1];
-        if (len < 2 || off + len > madt->length)
-            break;
+    const uint8_t *e;
+    for (uint32_t off = MADT_ENTRIES_OFFSET; (e = madt_next(madt, &off));) {
         uint32_t addr = 0;
-        if (type == MADT_IOAPIC && len >= 12)
-            memcpy(&addr, p + off + 4, 4);
-        off += len;
+        if (e[0] == MADT_IOAPIC && e[1] >= 12)
+            memcpy(&addr, e + 4, 4);
         if (addr && !(addr & 0xfffu) && n_ioapics < MAX_IOAPICS)
             ioapic_pa[n_ioapics++] = addr;
     }
@@ -231,21 +258,11 @@ static void irq_sources_init(const struct acpi_header *madt)
 
 static uint32_t madt_max_apic_id(const struct acpi_header *madt)
 {
-    const uint8_t *p = (const uint8_t *)madt;
-    uint32_t max = 0;
-    for (uint32_t off = MADT_ENTRIES_OFFSET; off + 2 <= madt->length;) {
-        uint8_t type = p[off], len = p[off + 1];
-        if (len < 2 || off + len > madt->length)
-            break;
-        uint32_t id = 0;
-        if (type == MADT_LAPIC && len >= 8)
-            id = p[off + 3];
-        else if (type == MADT_X2APIC && len >= 16)
-            memcpy(&id, p + off + 4, 4);
-        if (id != ~0u && id > max)
+    const uint8_t *e;
+    uint32_t max = 0, id, flags;
+    for (uint32_t off = MADT_ENTRIES_OFFSET; (e = madt_next(madt, &off));)
+        if (madt_cpu(e, &id, &flags) && id != ~0u && id > max)
             max = id;
-        off += len;
-    }
     return max;
 }
 
@@ -259,21 +276,10 @@ static uint32_t enumerate_cpus(void)
         printk("xmhf: no ACPI MADT found: running on the boot processor only\n");
         return 1;
     }
-    const uint8_t *p = (const uint8_t *)madt;
-    for (uint32_t off = MADT_ENTRIES_OFFSET; off + 2 <= madt->length;) {
-        uint8_t type = p[off], len = p[off + 1];
-        if (len < 2 || off + len > madt->length)
-            break;
+    const uint8_t *e;
+    for (uint32_t off = MADT_ENTRIES_OFFSET; (e = madt_next(madt, &off));) {
         uint32_t id = ~0u, flags = 0;
-        if (type == MADT_LAPIC && len >= 8) {
-            id = p[off + 3];
-            memcpy(&flags, p + off + 4, 4);
-        } else if (type == MADT_X2APIC && len >= 16) {
-            memcpy(&id, p + off + 4, 4);
-            memcpy(&flags, p + off + 8, 4);
-        }
-        off += len;
-        if (id == ~0u || !(flags & MADT_ENABLED) || id == apic_ids[0])
+        if (!madt_cpu(e, &id, &flags) || id == ~0u || !(flags & MADT_ENABLED) || id == apic_ids[0])
             continue;
         bool dup = false;
         for (uint32_t i = 1; i < n; i++)
@@ -367,7 +373,7 @@ int smp_irq_unsafe_source(void)
             io[IOAPIC_REGSEL / 4] = IOAPIC_RTE_LO(n);
             uint32_t lo = io[IOAPIC_WIN / 4];
             if (!(lo & IOAPIC_RTE_MASKED) &&
-                (IOAPIC_RTE_DM(lo) == ICR_DM_NMI || IOAPIC_RTE_DM(lo) == ICR_DM_STARTUP))
+                DM_RUNS_GUEST_CODE(lo))
                 bad = base + (int)n;
         }
         io[IOAPIC_REGSEL / 4] = sel;
@@ -382,7 +388,7 @@ int smp_irq_unsafe_source(void)
             uint32_t cfg = h[HPET_TN_CFG(t) / 4];
             uint32_t data = h[HPET_TN_FSB(t) / 4];
             if ((cfg & HPET_TN_INT_ENB) && (cfg & HPET_TN_FSB_EN) &&
-                (IOAPIC_RTE_DM(data) == ICR_DM_NMI || IOAPIC_RTE_DM(data) == ICR_DM_STARTUP))
+                DM_RUNS_GUEST_CODE(data))
                 return 1000 + (int)t;
         }
     }
